@@ -1,0 +1,92 @@
+//! Subcommands, one module each; every one is a thin layer over a library call.
+use clap::{Args, Parser, Subcommand};
+
+pub mod backbone;
+pub mod data;
+pub mod metrics;
+pub mod synth;
+pub mod weights;
+
+#[derive(Parser, Debug)]
+#[command(name = "realnet", version, about = "RealNet industrial anomaly detection (CVPR 2024) in Rust")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Compute device: cpu, cuda, cuda:N or auto.
+    #[arg(long, global = true, default_value = "auto")]
+    pub device: String,
+    /// Threads for libtorch and the data pipeline (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Inspect datasets.
+    #[command(subcommand)]
+    Data(data::DataCmd),
+    /// Metrics (AUROC, AUPRO, AP, F1) of anomaly maps from any method.
+    Metrics(metrics::MetricsArgs),
+    /// Write synthetic anomalies (Perlin mask x texture / SIA source) for a category.
+    Synth(synth::SynthArgs),
+    /// ImageNet backbones: check that a weights file is the right one.
+    #[command(subcommand)]
+    Backbone(backbone::BackboneCmd),
+    /// Weight files: convert PyTorch checkpoints to safetensors (no Python needed).
+    #[command(subcommand)]
+    Weights(weights::WeightsCmd),
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    realnet::device::set_threads(cli.global.threads);
+    match cli.command {
+        Command::Data(cmd) => data::run(cmd, &cli.global),
+        Command::Metrics(args) => metrics::run(args, &cli.global),
+        Command::Synth(args) => synth::run(args, &cli.global),
+        Command::Backbone(cmd) => backbone::run(cmd, &cli.global),
+        Command::Weights(cmd) => weights::run(cmd, &cli.global),
+    }
+}
+
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal (CI logs, pipes).
+pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg:12} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {prefix}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(what.to_string());
+    bar
+}

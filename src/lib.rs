@@ -1,0 +1,14 @@
+//! realnet: RealNet (Zhang, Xu, Zhou, CVPR 2024, arXiv 2403.05897) for industrial visual anomaly
+//! detection, on libtorch through `tch`.
+//!
+//! The pure-Rust parts live in their own crates and are re-exported here: the data layer
+//! ([`data`]), the evaluation metrics ([`metrics`]) and anomaly synthesis ([`synth`]). This crate adds
+//! the tensor parts (backbones, AFS, reconstruction, RRS, SDAS) and the command line.
+
+pub use realnet_data as data;
+pub use realnet_metrics as metrics;
+pub use realnet_synth as synth;
+
+pub mod device;
+pub mod error;
+pub mod model;

@@ -1,0 +1,1 @@
+//! Frozen ImageNet backbones with PyTorch key names (owned by the backbone work).
