@@ -1,0 +1,326 @@
+//! Configuration: presets (`paper`, `lite`), TOML files and `--set key=value` overrides. The resolved
+//! configuration is saved with every run, so a model folder says exactly how it was made.
+use crate::error::UserError;
+use crate::model::recon::ReconConfig;
+use crate::model::rrs::RrsConfig;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The preset this configuration started from.
+    pub preset: String,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+}
+
+/// The network (spec §4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Backbone name, e.g. `wide_resnet50_2`, `efficientnet_lite2`, `mobilenet_v2`.
+    pub backbone: String,
+    /// Network input size (square); images are resized to it.
+    pub image_size: i64,
+    /// AFS: channels kept per block (strides 4, 8, 16, 32).
+    pub afs_keep: Vec<i64>,
+    /// Reconstruction UNet width per block (official: ½ · afs_keep).
+    pub recon_base: Vec<i64>,
+    pub channel_mult: Vec<i64>,
+    pub num_res_blocks: usize,
+    pub attention_mult: Vec<i64>,
+    pub head_channels: i64,
+    pub rrs: RrsConfig,
+    /// Image score = max of the anomaly map mean-pooled with this window (official 16).
+    pub score_pool: i64,
+}
+
+/// Training (spec §4.6–4.7) and the honest-threshold validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub batch_size: i64,
+    /// Optimiser steps; 0 = derive from `epochs`.
+    pub steps: usize,
+    /// Epochs over the training images, used when `steps` = 0 (official: 1000).
+    pub epochs: usize,
+    pub lr: f64,
+    pub seed: u64,
+    /// Probability that a training sample stays normal (official 0.5).
+    pub normal_prob: f64,
+    /// Redraw empty Perlin × foreground masks (official: no).
+    pub redraw_empty: bool,
+    /// AFS: batches of synthetic anomalies scored before training (official `init_bsn` 64).
+    pub afs_batches: usize,
+    /// Fraction of the normal training images held out for the threshold and score normalisation.
+    pub val_fraction: f64,
+    /// Synthetic anomalies made from each held-out image for the validation set.
+    pub val_anomalies_per_image: usize,
+    /// Write a resumable checkpoint every this many steps.
+    pub checkpoint_every: usize,
+    /// Compute the clean images' features once and keep them (the official code recomputes them
+    /// every step; same values).
+    pub cache_clean_features: bool,
+    /// Foreground rule (`all`, `otsu:gray:dark:close6:open6`, …); empty = the category's rule from
+    /// spec §3.2 when its name is known, else the whole image.
+    pub foreground: String,
+}
+
+impl Config {
+    /// A named preset.
+    pub fn preset(name: &str) -> Result<Config, UserError> {
+        match name {
+            "paper" => Ok(Self::paper()),
+            "lite" => Ok(Self::lite()),
+            other => Err(UserError::BadModel(format!(
+                "unknown preset '{other}': use paper or lite"
+            ))),
+        }
+    }
+
+    /// The official configuration (spec §4, §6.1) with WideResNet-50-2.
+    pub fn paper() -> Config {
+        Config {
+            preset: "paper".into(),
+            model: ModelConfig {
+                backbone: "wide_resnet50_2".into(),
+                image_size: 256,
+                afs_keep: vec![256, 512, 512, 256],
+                recon_base: vec![128, 256, 256, 128],
+                channel_mult: vec![1, 2, 4],
+                num_res_blocks: 2,
+                attention_mult: vec![2, 4],
+                head_channels: 64,
+                rrs: RrsConfig { top_max: 256, top_mean: 256, residual_layers: 2, hidden: 128 },
+                score_pool: 16,
+            },
+            train: TrainConfig {
+                batch_size: 16,
+                steps: 0,
+                epochs: 1000,
+                lr: 1e-4,
+                seed: 100,
+                normal_prob: 0.5,
+                redraw_empty: false,
+                afs_batches: 64,
+                val_fraction: 0.1,
+                val_anomalies_per_image: 4,
+                checkpoint_every: 500,
+                cache_clean_features: true,
+                foreground: String::new(),
+            },
+        }
+    }
+
+    /// For a 2-core CPU: EfficientNet-Lite2, narrower networks, a step budget (docs/results.md).
+    pub fn lite() -> Config {
+        let mut c = Self::paper();
+        c.preset = "lite".into();
+        c.model.backbone = "efficientnet_lite2".into();
+        c.model.afs_keep = vec![24, 48, 96, 128];
+        c.model.recon_base = vec![32, 48, 64, 64];
+        c.model.rrs = RrsConfig { top_max: 64, top_mean: 64, residual_layers: 2, hidden: 64 };
+        c.train.steps = 1500;
+        c.train.afs_batches = 16;
+        c.train.checkpoint_every = 250;
+        c
+    }
+
+    /// Preset, then the TOML file, then each `key=value` (dotted keys, TOML values; a bare word is a
+    /// string). Unknown keys and wrong types are errors.
+    pub fn resolve(preset: &str, file: Option<&Path>, sets: &[String]) -> Result<Config, UserError> {
+        let mut value = toml::Value::try_from(Self::preset(preset)?)
+            .map_err(|e| UserError::BadModel(format!("internal: preset to TOML: {e}")))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                UserError::BadModel(format!("config {}: cannot read: {e}", path.display()))
+            })?;
+            let over: toml::Value = toml::from_str(&text).map_err(|e| {
+                UserError::BadModel(format!("config {}: not valid TOML: {e}", path.display()))
+            })?;
+            merge(&mut value, over);
+        }
+        for s in sets {
+            let (key, raw) = s.split_once('=').ok_or_else(|| {
+                UserError::BadModel(format!("--set '{s}': expected key=value, e.g. train.steps=500"))
+            })?;
+            let v = parse_value(raw.trim());
+            set_path(&mut value, key.trim(), v)
+                .map_err(|e| UserError::BadModel(format!("--set '{s}': {e}")))?;
+        }
+        let cfg: Config = value
+            .try_into()
+            .map_err(|e| UserError::BadModel(format!("configuration: {e}")))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads a saved, resolved configuration (a run folder's `config.toml`).
+    pub fn load(path: &Path) -> Result<Config, UserError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            UserError::BadModel(format!("{}: cannot read: {e}", path.display()))
+        })?;
+        let cfg: Config = toml::from_str(&text)
+            .map_err(|e| UserError::BadModel(format!("{}: {e}", path.display())))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Range and consistency checks, each naming the key.
+    pub fn validate(&self) -> Result<(), UserError> {
+        let bad = |m: String| Err(UserError::BadModel(format!("configuration: {m}")));
+        let m = &self.model;
+        if m.afs_keep.len() != 4 || m.recon_base.len() != 4 {
+            return bad("model.afs_keep and model.recon_base need 4 entries (strides 4, 8, 16, 32)".into());
+        }
+        if m.afs_keep.iter().chain(&m.recon_base).any(|&c| c < 1) {
+            return bad("model.afs_keep and model.recon_base must be ≥ 1".into());
+        }
+        if m.image_size < 32 || m.image_size % 32 != 0 {
+            return bad(format!("model.image_size = {} must be a multiple of 32, ≥ 32", m.image_size));
+        }
+        if m.channel_mult.is_empty() || m.channel_mult.iter().any(|&x| x < 1) {
+            return bad("model.channel_mult needs positive entries".into());
+        }
+        let levels = m.channel_mult.len() as u32 - 1;
+        if m.image_size / 32 < (1 << levels) {
+            return bad(format!(
+                "model.channel_mult has {} levels: the stride-32 map ({}×{}) is too small to halve {levels} times",
+                m.channel_mult.len(),
+                m.image_size / 32,
+                m.image_size / 32
+            ));
+        }
+        if m.score_pool < 1 || m.score_pool > m.image_size {
+            return bad(format!("model.score_pool = {} must be in 1..={}", m.score_pool, m.image_size));
+        }
+        if m.rrs.top_max + m.rrs.top_mean < 1 || m.rrs.hidden < 1 {
+            return bad("model.rrs: top_max + top_mean and hidden must be ≥ 1".into());
+        }
+        let t = &self.train;
+        if t.batch_size < 2 {
+            return bad("train.batch_size must be ≥ 2 (BatchNorm)".into());
+        }
+        if t.steps == 0 && t.epochs == 0 {
+            return bad("train.steps or train.epochs must be > 0".into());
+        }
+        if !(0.0..1.0).contains(&t.normal_prob) {
+            return bad(format!("train.normal_prob = {} must be in [0, 1)", t.normal_prob));
+        }
+        if !(0.0..0.9).contains(&t.val_fraction) {
+            return bad(format!("train.val_fraction = {} must be in [0, 0.9)", t.val_fraction));
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return bad(format!("train.lr = {} must be positive", t.lr));
+        }
+        if t.checkpoint_every == 0 {
+            return bad("train.checkpoint_every must be ≥ 1".into());
+        }
+        Ok(())
+    }
+
+    /// The four reconstruction UNets' shapes.
+    pub fn recon_configs(&self) -> Vec<ReconConfig> {
+        let m = &self.model;
+        m.afs_keep
+            .iter()
+            .zip(&m.recon_base)
+            .map(|(&c, &base)| ReconConfig {
+                channels: c,
+                base_channels: base,
+                channel_mult: m.channel_mult.clone(),
+                num_res_blocks: m.num_res_blocks,
+                attention_mult: m.attention_mult.clone(),
+                head_channels: m.head_channels,
+            })
+            .collect()
+    }
+}
+
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+fn parse_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+fn set_path(root: &mut toml::Value, key: &str, v: toml::Value) -> Result<(), String> {
+    let mut cur = root;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let table = cur
+            .as_table_mut()
+            .ok_or_else(|| format!("'{}' is not a section", parts[..i].join(".")))?;
+        if !table.contains_key(*part) {
+            let known: Vec<&String> = table.keys().collect();
+            return Err(format!("unknown key '{key}' (known here: {known:?})"));
+        }
+        if i + 1 == parts.len() {
+            table.insert(part.to_string(), v);
+            return Ok(());
+        }
+        cur = table.get_mut(*part).ok_or("unreachable")?;
+    }
+    Err(format!("empty key '{key}'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_validate_and_round_trip() {
+        for p in ["paper", "lite"] {
+            let c = Config::preset(p).unwrap();
+            c.validate().unwrap();
+            let back: Config = toml::from_str(&c.to_toml()).unwrap();
+            assert_eq!(back, c);
+        }
+    }
+
+    #[test]
+    fn set_overrides_and_rejects_unknown_keys() {
+        let c = Config::resolve("lite", None, &["train.steps=7".into(), "model.backbone=mobilenet_v2".into()])
+            .unwrap();
+        assert_eq!(c.train.steps, 7);
+        assert_eq!(c.model.backbone, "mobilenet_v2");
+        let e = Config::resolve("lite", None, &["train.stepz=7".into()]).unwrap_err();
+        assert!(e.to_string().contains("unknown key 'train.stepz'"), "{e}");
+        let e = Config::resolve("lite", None, &["train.lr=-1".into()]).unwrap_err();
+        assert!(e.to_string().contains("train.lr"), "{e}");
+        let e = Config::resolve("lite", None, &["train.steps=abc".into()]).unwrap_err();
+        assert!(e.to_string().contains("steps"), "{e}");
+    }
+
+    #[test]
+    fn file_with_unknown_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[train]\nsteps = 3\nbogus = 1\n").unwrap();
+        let e = Config::resolve("lite", Some(&p), &[]).unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        std::fs::write(&p, "[train]\nsteps = 3\n").unwrap();
+        assert_eq!(Config::resolve("lite", Some(&p), &[]).unwrap().train.steps, 3);
+    }
+}

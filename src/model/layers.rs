@@ -1,0 +1,83 @@
+//! Small building blocks shared by the reconstruction UNets and the RRS head, with PyTorch's default
+//! initialisation (the official code never re-initialises: `models/initializer.py` is unused).
+use tch::nn::{self, Init};
+
+/// PyTorch's default conv/linear weight init: kaiming_uniform(a = √5), i.e. U(±1/√fan_in).
+pub const TORCH_DEFAULT_W: Init = Init::Kaiming {
+    dist: nn::init::NormalOrUniform::Uniform,
+    fan: nn::init::FanInOut::FanIn,
+    non_linearity: nn::init::NonLinearity::ExplicitGain(0.577_350_269_189_625_8), // √(1/3)
+};
+
+/// PyTorch's default bias init, U(±1/√fan_in).
+pub fn torch_default_bias(fan_in: i64) -> Init {
+    let b = 1.0 / (fan_in as f64).sqrt();
+    Init::Uniform { lo: -b, up: b }
+}
+
+/// `nn.Conv2d(cin, cout, k, stride, padding=k/2)` with PyTorch's default init.
+pub fn conv2d(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, bias: bool) -> nn::Conv2D {
+    let cfg = nn::ConvConfig {
+        stride,
+        padding: k / 2,
+        bias,
+        ws_init: TORCH_DEFAULT_W,
+        bs_init: torch_default_bias(cin * k * k),
+        ..Default::default()
+    };
+    nn::conv2d(p, cin, cout, k, cfg)
+}
+
+/// A convolution whose weights and bias start at zero (output heads, attention projections).
+pub fn zero_conv2d(p: nn::Path, cin: i64, cout: i64, k: i64) -> nn::Conv2D {
+    let cfg = nn::ConvConfig {
+        padding: k / 2,
+        ws_init: Init::Const(0.0),
+        bs_init: Init::Const(0.0),
+        ..Default::default()
+    };
+    nn::conv2d(p, cin, cout, k, cfg)
+}
+
+/// `nn.ConvTranspose2d(c, c, 4, stride 2, padding 1)`: exact ×2 upsampling.
+pub fn up_conv(p: nn::Path, cin: i64, cout: i64) -> nn::ConvTranspose2D {
+    let cfg = nn::ConvTransposeConfig {
+        stride: 2,
+        padding: 1,
+        ws_init: TORCH_DEFAULT_W,
+        // PyTorch computes the transposed conv's fan_in from weight.size(1) = cout.
+        bs_init: torch_default_bias(cout * 16),
+        ..Default::default()
+    };
+    nn::conv_transpose2d(p, cin, cout, 4, cfg)
+}
+
+/// GroupNorm with 32 groups as the paper; narrower layers (light presets) use the largest group
+/// count ≤ 32 that divides the channel count.
+pub fn group_norm(p: nn::Path, channels: i64) -> nn::GroupNorm {
+    nn::group_norm(p, norm_groups(channels), channels, Default::default())
+}
+
+pub fn norm_groups(channels: i64) -> i64 {
+    (1..=32.min(channels))
+        .rev()
+        .find(|g| channels % g == 0)
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_divide_channels() {
+        assert_eq!(norm_groups(256), 32);
+        assert_eq!(norm_groups(24), 24);
+        assert_eq!(norm_groups(48), 24);
+        assert_eq!(norm_groups(60), 30);
+        assert_eq!(norm_groups(7), 7);
+        for c in 1..600 {
+            assert_eq!(c % norm_groups(c), 0);
+        }
+    }
+}

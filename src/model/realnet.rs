@@ -1,0 +1,157 @@
+//! The RealNet network (spec §4): AFS-selected frozen backbone features → one reconstruction UNet
+//! per block → residuals → RRS + discriminator → 2-class logits. The backbone lives outside this
+//! struct (it is frozen, shared, and its weights come from their own file).
+use super::recon::ReconUnet;
+use super::rrs::Rrs;
+use crate::config::ModelConfig;
+use tch::{nn, Kind, Tensor};
+
+#[derive(Debug)]
+pub struct RealNet {
+    /// AFS indices per block, kept in the VarStore (as non-trainable f32) so they travel with the model.
+    afs: Vec<Tensor>,
+    recon: Vec<ReconUnet>,
+    rrs: Rrs,
+    image_size: i64,
+}
+
+/// What one forward pass produces.
+#[derive(Debug)]
+pub struct Output {
+    /// G_k(F_k), one per block.
+    pub recon: Vec<Tensor>,
+    /// N×2×S×S segmentation logits.
+    pub logits: Tensor,
+}
+
+impl RealNet {
+    /// Builds the trainable network under `p` (AFS indices start as 0..keep).
+    pub fn new(p: &nn::Path, cfg: &crate::config::Config) -> Self {
+        let m: &ModelConfig = &cfg.model;
+        let afs = m
+            .afs_keep
+            .iter()
+            .enumerate()
+            .map(|(k, &keep)| {
+                let t = p.zeros_no_train(&format!("afs.{k}"), &[keep]);
+                tch::no_grad(|| {
+                    let _ = t.copy_(&Tensor::arange(keep, (Kind::Float, t.device())));
+                });
+                t
+            })
+            .collect();
+        let recon = cfg
+            .recon_configs()
+            .iter()
+            .enumerate()
+            .map(|(k, rc)| ReconUnet::new(p / "recon" / k, rc))
+            .collect();
+        let total: i64 = m.afs_keep.iter().sum();
+        Self {
+            afs,
+            recon,
+            rrs: Rrs::new(p / "rrs", total, &m.rrs),
+            image_size: m.image_size,
+        }
+    }
+
+    /// Stores the AFS selection (spec §4.3), one ascending index list per block.
+    pub fn set_afs(&self, indices: &[Vec<i64>]) {
+        tch::no_grad(|| {
+            for (t, idx) in self.afs.iter().zip(indices) {
+                let v: Vec<f32> = idx.iter().map(|&i| i as f32).collect();
+                let _ = t.copy_(&Tensor::from_slice(&v).to_device(t.device()));
+            }
+        })
+    }
+
+    pub fn afs_indices(&self) -> Vec<Vec<i64>> {
+        self.afs
+            .iter()
+            .map(|t| {
+                Vec::<f32>::try_from(t.to_device(tch::Device::Cpu))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| v as i64)
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// F_k: the AFS-selected channels of each backbone block.
+    pub fn select(&self, features: &[Tensor]) -> Vec<Tensor> {
+        features
+            .iter()
+            .zip(&self.afs)
+            .map(|(f, idx)| f.index_select(1, &idx.to_kind(Kind::Int64)))
+            .collect()
+    }
+
+    /// Reconstruction, residuals E_k = (F_k − G_k(F_k))², RRS and the discriminator.
+    pub fn forward_t(&self, selected: &[Tensor], train: bool) -> Output {
+        let recon: Vec<Tensor> = self
+            .recon
+            .iter()
+            .zip(selected)
+            .map(|(g, f)| g.forward(f))
+            .collect();
+        let residuals: Vec<Tensor> = selected
+            .iter()
+            .zip(&recon)
+            .map(|(f, r)| (f - r).square())
+            .collect();
+        let logits = self.rrs.forward_t(&residuals, self.image_size, train);
+        Output { recon, logits }
+    }
+}
+
+/// The anomaly map: softmax probability of the anomalous class, N×S×S.
+pub fn anomaly_map(logits: &Tensor) -> Tensor {
+    logits.softmax(1, Kind::Float).select(1, 1)
+}
+
+/// Image score (spec §4.8): maximum of the map mean-pooled with a k×k window, stride 1, no padding.
+pub fn image_scores(maps: &Tensor, k: i64) -> Tensor {
+    maps.unsqueeze(1)
+        .avg_pool2d([k, k], [1, 1], [0, 0], false, true, None::<i64>)
+        .amax([1, 2, 3], false)
+}
+
+/// L = CE(logits, mask) + Σ_k MSE(G_k(F_k), F_k^clean) (spec §4.6). Returns (total, ce, mse).
+pub fn loss(out: &Output, masks: &Tensor, clean_selected: &[Tensor]) -> (Tensor, Tensor, Tensor) {
+    let target = masks.squeeze_dim(1).to_kind(Kind::Int64);
+    let ce = out
+        .logits
+        .cross_entropy_loss::<Tensor>(&target, None, tch::Reduction::Mean, -100, 0.0);
+    let mse = out
+        .recon
+        .iter()
+        .zip(clean_selected)
+        .map(|(r, c)| r.mse_loss(c, tch::Reduction::Mean))
+        .fold(Tensor::zeros([], (Kind::Float, ce.device())), |a, b| a + b);
+    (&ce + &mse, ce, mse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn image_score_is_max_of_box_filtered_map() {
+        let m = Tensor::zeros([1, 8, 8], (Kind::Float, Device::Cpu));
+        let _ = m.narrow(1, 0, 2).narrow(2, 0, 2).fill_(1.0);
+        // 4×4 windows: the best one covers the 2×2 block → 4/16.
+        let s = image_scores(&m, 4).double_value(&[0]);
+        assert!((s - 0.25).abs() < 1e-6, "{s}");
+    }
+
+    /// The paper preset's trainable parameters: 524,108,822 (spec §4.9, PyTorch reference).
+    #[test]
+    fn paper_trainable_parameters() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _ = RealNet::new(&vs.root(), &crate::config::Config::paper());
+        let n: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+        assert_eq!(n, 524_108_822);
+    }
+}
