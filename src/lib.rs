@@ -9,6 +9,8 @@ pub use realnet_data as data;
 pub use realnet_metrics as metrics;
 pub use realnet_synth as synth;
 
+pub mod config;
 pub mod device;
 pub mod error;
 pub mod model;
+pub mod optim;

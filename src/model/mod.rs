@@ -1,2 +1,8 @@
 //! The networks: frozen ImageNet backbones, AFS, reconstruction UNets, RRS and the discriminator.
+pub mod afs;
+pub mod attention;
 pub mod backbone;
+pub mod layers;
+pub mod realnet;
+pub mod recon;
+pub mod rrs;
