@@ -1,0 +1,314 @@
+//! Pixel-level metrics of a pooled test set from ONE global sort: pixel AUROC, pixel AP and AUPRO.
+//!
+//! Every pixel becomes a `u64`: the upper 32 bits order scores descending, the lower 32 bits name its
+//! "class" — the negative pixels of image i, or ground-truth region r of image i. After a radix sort,
+//! one sweep over the distinct scores (runs of equal keys = sklearn's tie groups) updates one
+//! accumulator for the whole set and one per defect type (that defect's images + all good images), so
+//! per-defect metrics cost no extra sort and are identical to evaluating each subset on its own.
+use crate::components::label8;
+use crate::radix::sort_by_high32;
+use crate::MetricsError;
+use rayon::prelude::*;
+
+/// One image of the pooled set.
+pub(crate) struct PixelItem<'a> {
+    pub scores: &'a [f32],
+    pub mask: Option<&'a [bool]>,
+    pub width: usize,
+    pub height: usize,
+    /// `None` = a good image (counted in every defect's subset), `Some(d)` = defect type d.
+    pub defect: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct PixelMetrics {
+    pub auroc: Option<f64>,
+    pub ap: Option<f64>,
+    pub aupro: Option<f64>,
+}
+
+/// Order-preserving map of a finite f32 to u32, reversed so that ascending keys = descending scores.
+#[inline]
+fn desc_key(s: f32) -> u32 {
+    let b = (s + 0.0).to_bits(); // -0.0 → +0.0: they are one threshold
+    let asc = if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
+    };
+    !asc
+}
+
+/// What a pixel class contributes: `inv_size` = 1/|region| for a region, 0 for negatives.
+#[derive(Clone, Copy)]
+struct Class {
+    inv_size: f64,
+    /// defect index, or `GOOD`
+    group: u32,
+}
+const GOOD: u32 = u32::MAX;
+
+/// Running state of one evaluated set during the sweep.
+#[derive(Default)]
+struct Acc {
+    n_pos: u64,
+    n_neg: u64,
+    n_regions: u64,
+    // cumulative at the last closed run, and pending in the current run
+    tp: u64,
+    fp: u64,
+    pro: f64,
+    dtp: u64,
+    dfp: u64,
+    dpro: f64,
+    dirty: bool,
+    auc2: u128, // 2·AUC·P·N, exact integer trapezoid sum
+    ap: f64,    // Σ Δtp·precision (divided by P at the end)
+    // PRO curve integration up to the FPR limit
+    f_prev: f64,
+    p_prev: f64,
+    area: f64,
+    pro_done: bool,
+}
+
+impl Acc {
+    /// Adds one pixel; true if this made the accumulator dirty (first pixel of its current run).
+    #[inline]
+    fn add(&mut self, c: Class) -> bool {
+        if c.inv_size > 0.0 {
+            self.dtp += 1;
+            self.dpro += c.inv_size;
+        } else {
+            self.dfp += 1;
+        }
+        !std::mem::replace(&mut self.dirty, true)
+    }
+
+    /// Ends a run of tied scores: one point of the ROC, PR and PRO curves.
+    fn close(&mut self, limit: f64) {
+        let (dtp, dfp) = (self.dtp, self.dfp);
+        self.auc2 += dfp as u128 * (2 * self.tp + dtp) as u128;
+        self.tp += dtp;
+        self.fp += dfp;
+        self.pro += self.dpro;
+        if dtp > 0 {
+            self.ap += dtp as f64 * (self.tp as f64 / (self.tp + self.fp) as f64);
+        }
+        if !self.pro_done && self.n_neg > 0 && self.n_regions > 0 {
+            let f = (self.fp as f64 / self.n_neg as f64).min(1.0);
+            let p = (self.pro / self.n_regions as f64).clamp(0.0, 1.0);
+            if f <= limit {
+                self.area += (f - self.f_prev) * (p + self.p_prev) * 0.5;
+                (self.f_prev, self.p_prev) = (f, p);
+            } else {
+                // the first point past the limit: interpolate the curve at exactly FPR = limit
+                let p_lim =
+                    self.p_prev + (p - self.p_prev) * (limit - self.f_prev) / (f - self.f_prev);
+                self.area += (limit - self.f_prev) * (p_lim + self.p_prev) * 0.5;
+                self.pro_done = true;
+            }
+        }
+        (self.dtp, self.dfp, self.dpro, self.dirty) = (0, 0, 0.0, false);
+    }
+
+    fn finish(&self, limit: f64) -> PixelMetrics {
+        let (p, n) = (self.n_pos, self.n_neg);
+        PixelMetrics {
+            auroc: (p > 0 && n > 0).then(|| self.auc2 as f64 / (2.0 * p as f64 * n as f64)),
+            ap: (p > 0).then(|| self.ap / p as f64),
+            aupro: (self.n_regions > 0 && n > 0).then(|| (self.area / limit).clamp(0.0, 1.0)),
+        }
+    }
+}
+
+/// Pixel metrics of the whole set and of each of the `n_defects` defect subsets; AUPRO integrates the
+/// PRO curve up to `fpr_limit`. Items must be validated (sizes, finite scores) by the caller.
+pub(crate) fn pixel_metrics(
+    items: &[PixelItem],
+    n_defects: usize,
+    fpr_limit: f64,
+) -> Result<(PixelMetrics, Vec<PixelMetrics>), MetricsError> {
+    let n: usize = items.iter().map(|it| it.scores.len()).sum();
+    let mut keys = vec![0u64; n];
+
+    // Split the key buffer into one slice per image; label regions and write keys in parallel.
+    let mut slices: Vec<&mut [u64]> = Vec::with_capacity(items.len());
+    let mut rest: &mut [u64] = &mut keys;
+    for it in items {
+        let (head, tail) = rest.split_at_mut(it.scores.len());
+        slices.push(head);
+        rest = tail;
+    }
+    let sizes: Vec<Vec<u32>> = items
+        .par_iter()
+        .zip(slices.par_iter_mut())
+        .map(|(it, out)| {
+            let mut sizes = Vec::new();
+            match it.mask {
+                Some(mask) => {
+                    let mut labels = vec![0u32; mask.len()];
+                    sizes = label8(mask, it.width, it.height, &mut labels);
+                    for ((o, &s), &l) in out.iter_mut().zip(it.scores).zip(&labels) {
+                        *o = (desc_key(s) as u64) << 32 | l as u64;
+                    }
+                }
+                None => {
+                    for (o, &s) in out.iter_mut().zip(it.scores) {
+                        *o = (desc_key(s) as u64) << 32;
+                    }
+                }
+            }
+            sizes
+        })
+        .collect();
+
+    // Global class ids: image i owns [base_i, base_i + 1 + n_regions_i): its negatives, then its regions.
+    let n_classes: usize = sizes.iter().map(|s| 1 + s.len()).sum();
+    if n_classes > u32::MAX as usize {
+        return Err(MetricsError::TooLarge(format!(
+            "{n_classes} images + ground-truth regions (at most {}); evaluate fewer images at once",
+            u32::MAX
+        )));
+    }
+    let mut classes = Vec::with_capacity(n_classes);
+    let mut bases = Vec::with_capacity(items.len());
+    let mut accs: Vec<Acc> = (0..=n_defects).map(|_| Acc::default()).collect();
+    for (it, sz) in items.iter().zip(&sizes) {
+        bases.push(classes.len() as u64);
+        let group = it.defect.map_or(GOOD, |d| d as u32);
+        classes.push(Class {
+            inv_size: 0.0,
+            group,
+        });
+        classes.extend(sz.iter().map(|&s| Class {
+            inv_size: 1.0 / s as f64,
+            group,
+        }));
+        let pos: u64 = sz.iter().map(|&s| s as u64).sum();
+        let neg = it.scores.len() as u64 - pos;
+        let targets: Vec<usize> = match it.defect {
+            Some(d) => vec![0, d + 1],
+            None => (0..=n_defects).collect(),
+        };
+        for a in targets {
+            accs[a].n_pos += pos;
+            accs[a].n_neg += neg;
+            accs[a].n_regions += sz.len() as u64;
+        }
+    }
+    slices.par_iter_mut().zip(&bases).for_each(|(out, &base)| {
+        if base != 0 {
+            out.iter_mut().for_each(|o| *o += base);
+        }
+    });
+    drop(slices);
+
+    sort_by_high32(&mut keys, &mut Vec::new());
+
+    let mut dirty: Vec<usize> = Vec::with_capacity(accs.len());
+    let mut cur = keys.first().map_or(0, |k| (k >> 32) as u32);
+    for &x in &keys {
+        let k = (x >> 32) as u32;
+        if k != cur {
+            for &a in &dirty {
+                accs[a].close(fpr_limit);
+            }
+            dirty.clear();
+            cur = k;
+        }
+        let c = classes[x as u32 as usize];
+        if accs[0].add(c) {
+            dirty.push(0);
+        }
+        if c.group == GOOD {
+            for (a, acc) in accs.iter_mut().enumerate().skip(1) {
+                if acc.add(c) {
+                    dirty.push(a);
+                }
+            }
+        } else {
+            let a = c.group as usize + 1;
+            if accs[a].add(c) {
+                dirty.push(a);
+            }
+        }
+    }
+    for &a in &dirty {
+        accs[a].close(fpr_limit);
+    }
+    let overall = accs[0].finish(fpr_limit);
+    Ok((
+        overall,
+        accs[1..].iter().map(|a| a.finish(fpr_limit)).collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_order_descending() {
+        let v = [f32::MAX, 3.5, 1.0, 1e-30, 0.0, -0.0, -1e-30, -2.0, f32::MIN];
+        for w in v.windows(2) {
+            assert!(desc_key(w[0]) <= desc_key(w[1]), "{} vs {}", w[0], w[1]);
+            assert_eq!(desc_key(w[0]) == desc_key(w[1]), w[0] == w[1]);
+        }
+    }
+
+    fn one(scores: &[f32], mask: &[bool], w: usize) -> PixelMetrics {
+        let it = PixelItem {
+            scores,
+            mask: Some(mask),
+            width: w,
+            height: scores.len() / w,
+            defect: None,
+        };
+        pixel_metrics(&[it], 0, 0.3).unwrap().0
+    }
+
+    #[test]
+    fn perfect_and_reversed_and_ties() {
+        let mask = [false, false, true, true, false, false];
+        let s = [0.1, 0.2, 0.9, 0.8, 0.3, 0.0];
+        let m = one(&s, &mask, 3);
+        assert_eq!((m.auroc, m.ap, m.aupro), (Some(1.0), Some(1.0), Some(1.0)));
+        let r: Vec<f32> = s.iter().map(|v| -v).collect();
+        let m = one(&r, &mask, 3);
+        assert_eq!((m.auroc, m.aupro), (Some(0.0), Some(0.0)));
+        let m = one(&[0.5; 6], &mask, 3);
+        assert_eq!(m.auroc, Some(0.5));
+        assert!((m.ap.unwrap() - 2.0 / 6.0).abs() < 1e-15);
+        // one big tie: the PRO curve jumps (0,0)→(1,1); at FPR 0.3 it is 0.3: area 0.045 → 0.15
+        assert!((m.aupro.unwrap() - 0.15).abs() < 1e-12);
+    }
+
+    #[test]
+    fn pro_averages_regions_not_pixels() {
+        // 1×8 image: region A = pixels 0..4 (4 px), region B = pixel 6 (1 px), negatives 4,5,7.
+        let mask = [true, true, true, true, false, false, true, false];
+        // B found first, A never above any negative: PRO reaches 0.5 at FPR 0.
+        let s = [0.1, 0.1, 0.1, 0.1, 0.5, 0.5, 0.9, 0.5];
+        let m = one(&s, &mask, 8);
+        // curve: (0,0) → (0,0.5) → (1,0.5) → (1,1): area to 0.3 = 0.3·0.5 → 0.5
+        assert!((m.aupro.unwrap() - 0.5).abs() < 1e-12);
+        // pixel AUROC: 1 of 5 positives above all 3 negatives → 3/15 = 0.2
+        assert!((m.auroc.unwrap() - 0.2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn degenerate() {
+        let m = one(&[0.1, 0.2], &[false, false], 2);
+        assert_eq!(
+            m,
+            PixelMetrics {
+                auroc: None,
+                ap: None,
+                aupro: None
+            }
+        );
+        let m = one(&[0.1, 0.2], &[true, true], 2);
+        assert_eq!((m.auroc, m.aupro), (None, None));
+        assert_eq!(m.ap, Some(1.0));
+    }
+}
