@@ -13,4 +13,5 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod model;
+pub mod weights;
 pub mod optim;
