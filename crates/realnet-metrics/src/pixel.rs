@@ -5,6 +5,11 @@
 //! one sweep over the distinct scores (runs of equal keys = sklearn's tie groups) updates one
 //! accumulator for the whole set and one per defect type (that defect's images + all good images), so
 //! per-defect metrics cost no extra sort and are identical to evaluating each subset on its own.
+//!
+//! Good images' negative pixels belong to every defect subset. Rather than touching every defect
+//! accumulator for each of them, they are counted once globally and folded into a defect accumulator
+//! lazily, when that accumulator next sees a pixel of its own: in between, its TP count and PRO are
+//! constant, so those negatives only add 2·tp each to the AUROC sum and a flat PRO-curve segment.
 use crate::components::label8;
 use crate::radix::sort_by_high32;
 use crate::MetricsError;
@@ -54,6 +59,8 @@ struct Acc {
     n_pos: u64,
     n_neg: u64,
     n_regions: u64,
+    inv_neg: f64,
+    inv_regions: f64,
     // cumulative at the last closed run, and pending in the current run
     tp: u64,
     fp: u64,
@@ -61,54 +68,88 @@ struct Acc {
     dtp: u64,
     dfp: u64,
     dpro: f64,
-    dirty: bool,
-    auc2: u128, // 2·AUC·P·N, exact integer trapezoid sum
-    ap: f64,    // Σ Δtp·precision (divided by P at the end)
+    auc2: u64, // 2·AUC·P·N, exact integer trapezoid sum (≤ P·N/2·4 < 2^64 for < 2^32 pixels)
+    ap: f64,   // Σ Δtp·precision (divided by P at the end)
     // PRO curve integration up to the FPR limit
     f_prev: f64,
     p_prev: f64,
     area: f64,
     pro_done: bool,
+    /// defect accumulators: how many good negatives (global count) are already folded in
+    g_synced: u64,
 }
 
 impl Acc {
-    /// Adds one pixel; true if this made the accumulator dirty (first pixel of its current run).
-    #[inline]
-    fn add(&mut self, c: Class) -> bool {
+    fn start(&mut self) {
+        self.inv_neg = 1.0 / self.n_neg.max(1) as f64;
+        self.inv_regions = 1.0 / self.n_regions.max(1) as f64;
+        self.pro_done = self.n_neg == 0 || self.n_regions == 0; // AUPRO undefined: skip the curve
+    }
+
+    #[inline(always)]
+    fn add(&mut self, c: Class) {
         if c.inv_size > 0.0 {
             self.dtp += 1;
             self.dpro += c.inv_size;
         } else {
             self.dfp += 1;
         }
-        !std::mem::replace(&mut self.dirty, true)
     }
 
     /// Ends a run of tied scores: one point of the ROC, PR and PRO curves.
+    #[inline]
     fn close(&mut self, limit: f64) {
         let (dtp, dfp) = (self.dtp, self.dfp);
-        self.auc2 += dfp as u128 * (2 * self.tp + dtp) as u128;
+        self.auc2 += dfp * (2 * self.tp + dtp);
         self.tp += dtp;
         self.fp += dfp;
-        self.pro += self.dpro;
         if dtp > 0 {
+            self.pro += self.dpro;
             self.ap += dtp as f64 * (self.tp as f64 / (self.tp + self.fp) as f64);
         }
-        if !self.pro_done && self.n_neg > 0 && self.n_regions > 0 {
-            let f = (self.fp as f64 / self.n_neg as f64).min(1.0);
-            let p = (self.pro / self.n_regions as f64).clamp(0.0, 1.0);
-            if f <= limit {
-                self.area += (f - self.f_prev) * (p + self.p_prev) * 0.5;
-                (self.f_prev, self.p_prev) = (f, p);
-            } else {
-                // the first point past the limit: interpolate the curve at exactly FPR = limit
-                let p_lim =
-                    self.p_prev + (p - self.p_prev) * (limit - self.f_prev) / (f - self.f_prev);
-                self.area += (limit - self.f_prev) * (p_lim + self.p_prev) * 0.5;
-                self.pro_done = true;
-            }
+        if !self.pro_done {
+            self.pro_point(limit);
         }
-        (self.dtp, self.dfp, self.dpro, self.dirty) = (0, 0, 0.0, false);
+        (self.dtp, self.dfp, self.dpro) = (0, 0, 0.0);
+    }
+
+    /// Folds in the good negatives of earlier runs (global count `g_closed`) not yet counted here:
+    /// no own pixel came between, so the curves only move along FPR.
+    #[inline]
+    fn sync(&mut self, g_closed: u64, limit: f64) {
+        let g = g_closed - self.g_synced;
+        if g > 0 {
+            self.auc2 += 2 * self.tp * g;
+            self.fp += g;
+            if !self.pro_done {
+                self.pro_point(limit);
+            }
+            self.g_synced = g_closed;
+        }
+    }
+
+    /// Closes a run of a defect accumulator that also holds `g_run` good negatives.
+    #[inline]
+    fn close_with_goods(&mut self, g_closed: u64, g_run: u64, limit: f64) {
+        self.sync(g_closed, limit);
+        self.dfp += g_run;
+        self.close(limit);
+        self.g_synced = g_closed + g_run;
+    }
+
+    /// Adds the trapezoid from the previous PRO-curve point to the current one, stopping at the limit.
+    fn pro_point(&mut self, limit: f64) {
+        let f = (self.fp as f64 * self.inv_neg).min(1.0);
+        let p = (self.pro * self.inv_regions).clamp(0.0, 1.0);
+        if f <= limit {
+            self.area += (f - self.f_prev) * (p + self.p_prev) * 0.5;
+            (self.f_prev, self.p_prev) = (f, p);
+        } else {
+            // the first point past the limit: interpolate the curve at exactly FPR = limit
+            let p_lim = self.p_prev + (p - self.p_prev) * (limit - self.f_prev) / (f - self.f_prev);
+            self.area += (limit - self.f_prev) * (p_lim + self.p_prev) * 0.5;
+            self.pro_done = true;
+        }
     }
 
     fn finish(&self, limit: f64) -> PixelMetrics {
@@ -121,6 +162,28 @@ impl Acc {
     }
 }
 
+/// Which defect accumulators have own pixels in the current run (a bitset; usually one word).
+struct Dirty(Vec<u64>);
+
+impl Dirty {
+    #[inline(always)]
+    fn set(&mut self, a: usize) {
+        self.0[a >> 6] |= 1 << (a & 63);
+    }
+
+    #[inline]
+    fn close_all(&mut self, accs: &mut [Acc], g_closed: u64, g_run: u64, limit: f64) {
+        for (w, word) in self.0.iter_mut().enumerate() {
+            let mut bits = std::mem::take(word);
+            while bits != 0 {
+                accs[w * 64 + bits.trailing_zeros() as usize]
+                    .close_with_goods(g_closed, g_run, limit);
+                bits &= bits - 1;
+            }
+        }
+    }
+}
+
 /// Pixel metrics of the whole set and of each of the `n_defects` defect subsets; AUPRO integrates the
 /// PRO curve up to `fpr_limit`. Items must be validated (sizes, finite scores) by the caller.
 pub(crate) fn pixel_metrics(
@@ -129,6 +192,12 @@ pub(crate) fn pixel_metrics(
     fpr_limit: f64,
 ) -> Result<(PixelMetrics, Vec<PixelMetrics>), MetricsError> {
     let n: usize = items.iter().map(|it| it.scores.len()).sum();
+    if n > u32::MAX as usize {
+        return Err(MetricsError::TooLarge(format!(
+            "{n} pixels (at most {})",
+            u32::MAX
+        )));
+    }
     let mut keys = vec![0u64; n];
 
     // Split the key buffer into one slice per image; label regions and write keys in parallel.
@@ -205,41 +274,47 @@ pub(crate) fn pixel_metrics(
 
     sort_by_high32(&mut keys, &mut Vec::new());
 
-    let mut dirty: Vec<usize> = Vec::with_capacity(accs.len());
+    accs.iter_mut().for_each(Acc::start);
+    let (all, defects) = accs.split_at_mut(1);
+    let all = &mut all[0];
+    let mut dirty = Dirty(vec![0; defects.len().div_ceil(64)]);
+    // good negatives: in closed runs / in the current run
+    let (mut g_closed, mut g_run) = (0u64, 0u64);
     let mut cur = keys.first().map_or(0, |k| (k >> 32) as u32);
     for &x in &keys {
         let k = (x >> 32) as u32;
         if k != cur {
-            for &a in &dirty {
-                accs[a].close(fpr_limit);
-            }
-            dirty.clear();
+            all.close(fpr_limit);
+            dirty.close_all(defects, g_closed, g_run, fpr_limit);
+            g_closed += g_run;
+            g_run = 0;
             cur = k;
         }
         let c = classes[x as u32 as usize];
-        if accs[0].add(c) {
-            dirty.push(0);
-        }
-        if c.group == GOOD {
-            for (a, acc) in accs.iter_mut().enumerate().skip(1) {
-                if acc.add(c) {
-                    dirty.push(a);
-                }
-            }
+        all.add(c);
+        if c.group != GOOD {
+            defects[c.group as usize].add(c);
+            dirty.set(c.group as usize);
+        } else if c.inv_size == 0.0 {
+            g_run += 1;
         } else {
-            let a = c.group as usize + 1;
-            if accs[a].add(c) {
-                dirty.push(a);
+            // a region in a "good" image (unusual): it is a positive of every defect subset
+            for (a, acc) in defects.iter_mut().enumerate() {
+                acc.add(c);
+                dirty.set(a);
             }
         }
     }
-    for &a in &dirty {
-        accs[a].close(fpr_limit);
+    all.close(fpr_limit);
+    dirty.close_all(defects, g_closed, g_run, fpr_limit);
+    g_closed += g_run;
+    for acc in defects.iter_mut() {
+        acc.sync(g_closed, fpr_limit);
     }
-    let overall = accs[0].finish(fpr_limit);
+    let overall = all.finish(fpr_limit);
     Ok((
         overall,
-        accs[1..].iter().map(|a| a.finish(fpr_limit)).collect(),
+        defects.iter().map(|a| a.finish(fpr_limit)).collect(),
     ))
 }
 

@@ -172,3 +172,43 @@ fn errors_name_the_item() {
         Err(MetricsError::NonFinite { .. })
     ));
 }
+
+#[test]
+fn per_defect_with_a_region_in_a_good_image_equals_the_subset() {
+    let mut items = set(0.7, 0.2);
+    // a "good" image whose mask has a region (it then counts as anomalous everywhere), and ties between
+    // good negatives and defect pixels
+    let mut mask = vec![false; 48];
+    mask[9] = true;
+    mask[10] = true;
+    items[1].mask = Some(mask);
+    items[1].map.data[9] = 0.7;
+    items[0].map.data[3] = 0.7;
+    items[2].map.data.fill(0.2);
+    let r = evaluate(&items).unwrap();
+    for (d, m) in &r.per_defect {
+        let sub: Vec<Scored> = items
+            .iter()
+            .filter(|i| i.defect == *d || i.defect == "good")
+            .cloned()
+            .collect();
+        let alone = evaluate(&sub).unwrap().overall;
+        let pairs = [
+            (m.image_auroc, alone.image_auroc),
+            (m.pixel_auroc, alone.pixel_auroc),
+            (m.aupro, alone.aupro),
+            (m.pixel_ap, alone.pixel_ap),
+            (m.image_f1_max, alone.image_f1_max),
+        ];
+        for (a, b) in pairs {
+            assert!(
+                (a.unwrap() - b.unwrap()).abs() < 1e-12,
+                "{d}: {a:?} vs {b:?}"
+            );
+        }
+        assert_eq!(
+            (m.n_images, m.n_anomalous),
+            (alone.n_images, alone.n_anomalous)
+        );
+    }
+}
