@@ -29,7 +29,6 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
     println!("cargo:rerun-if-env-changed=PYTHON_SYS_EXECUTABLE");
-    println!("cargo:rerun-if-env-changed=PATH");
     let Some(lib) = torch_lib_dir() else {
         println!(
             "cargo:warning=libtorch not found: run scripts/setup.sh (or set LIBTORCH / LIBTORCH_USE_PYTORCH=1)"

@@ -41,9 +41,9 @@ impl Adam {
                     continue;
                 }
                 let _ = m.lerp_(&g, 1.0 - self.beta1);
-                let _ = v.mul_(self.beta2).addcmul_(&g, &g.g_mul_scalar(1.0 - self.beta2));
+                let _ = v.g_mul_scalar_(self.beta2).addcmul_(&g, &g.g_mul_scalar(1.0 - self.beta2));
                 let denom = v.sqrt() / bc2.sqrt() + self.eps;
-                let _ = p.g_sub_(&(m.g_div(&denom) * step_size));
+                let _ = p.shallow_clone().g_sub_(&(m.g_div(&denom) * step_size));
                 let _ = g.zero_();
             }
         });

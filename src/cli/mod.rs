@@ -3,8 +3,12 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod backbone;
 pub mod data;
+pub mod demo;
 pub mod metrics;
+pub mod predict;
 pub mod synth;
+pub mod test;
+pub mod train;
 pub mod weights;
 
 #[derive(Parser, Debug)]
@@ -32,6 +36,14 @@ pub struct Global {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The main job on a built-in dataset: draw it, train, test, write overlays.
+    Demo(demo::DemoArgs),
+    /// Train a model on one category's normal images.
+    Train(train::TrainArgs),
+    /// Metrics of a trained model on the category's test split.
+    Test(test::TestArgs),
+    /// Score any images or folders; one JSON line per image.
+    Predict(predict::PredictArgs),
     /// Inspect datasets.
     #[command(subcommand)]
     Data(data::DataCmd),
@@ -51,6 +63,10 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     realnet::device::set_threads(cli.global.threads);
     match cli.command {
+        Command::Demo(a) => demo::run(a, &cli.global),
+        Command::Train(a) => train::run(a, &cli.global),
+        Command::Test(a) => test::run(a, &cli.global),
+        Command::Predict(a) => predict::run(a, &cli.global),
         Command::Data(cmd) => data::run(cmd, &cli.global),
         Command::Metrics(args) => metrics::run(args, &cli.global),
         Command::Synth(args) => synth::run(args, &cli.global),
@@ -72,21 +88,4 @@ pub fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
-}
-
-/// A progress bar on stderr, hidden when stderr is not a terminal (CI logs, pipes).
-pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    let style = indicatif::ProgressStyle::with_template(
-        "{msg:12} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {prefix}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_message(what.to_string());
-    bar
 }

@@ -54,7 +54,7 @@ pub fn batch_losses(anomalous: &Tensor, clean: &Tensor, masks: &Tensor) -> Tenso
         .to_kind(Kind::Float)
         .upsample_nearest2d([h, w], None, None)
         .reshape([1, -1]);
-    (dn - m).square().mean_dim([1], false, Kind::Float)
+    (dn - m).square().mean_dim(1i64, false, Kind::Float)
 }
 
 /// Indices of the `k` smallest scores, sorted ascending; NaN counts as the worst finite score.
@@ -69,7 +69,13 @@ pub fn select_lowest(scores: &[f64], k: usize) -> Vec<i64> {
         .map(|&v| if v.is_nan() { worst } else { v })
         .collect();
     let mut order: Vec<usize> = (0..clean.len()).collect();
-    order.sort_by(|&a, &b| clean[a].total_cmp(&clean[b]).then(a.cmp(&b)));
+    // Ties: a real score beats a replaced NaN, then the lower index wins.
+    order.sort_by(|&a, &b| {
+        clean[a]
+            .total_cmp(&clean[b])
+            .then(scores[a].is_nan().cmp(&scores[b].is_nan()))
+            .then(a.cmp(&b))
+    });
     let mut keep: Vec<i64> = order.into_iter().take(k).map(|i| i as i64).collect();
     keep.sort_unstable();
     keep

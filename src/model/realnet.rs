@@ -33,9 +33,10 @@ impl RealNet {
             .iter()
             .enumerate()
             .map(|(k, &keep)| {
-                let t = p.zeros_no_train(&format!("afs.{k}"), &[keep]);
+                let t = (p / "afs").zeros_no_train(&k.to_string(), &[keep]);
+                let mut dst = t.shallow_clone();
                 tch::no_grad(|| {
-                    let _ = t.copy_(&Tensor::arange(keep, (Kind::Float, t.device())));
+                    let _ = dst.copy_(&Tensor::arange(keep, (Kind::Float, t.device())));
                 });
                 t
             })
@@ -60,7 +61,8 @@ impl RealNet {
         tch::no_grad(|| {
             for (t, idx) in self.afs.iter().zip(indices) {
                 let v: Vec<f32> = idx.iter().map(|&i| i as f32).collect();
-                let _ = t.copy_(&Tensor::from_slice(&v).to_device(t.device()));
+                let mut dst = t.shallow_clone();
+                let _ = dst.copy_(&Tensor::from_slice(&v).to_device(t.device()));
             }
         })
     }

@@ -99,7 +99,7 @@ impl Rrs {
         let flat_rank = ranked.reshape([n, c, h * w]);
         let by_max = flat_rank.amax([2], false).topk(self.cfg.top_max.min(c), 1, true, true).1;
         let by_mean = flat_rank
-            .mean_dim([2], false, tch::Kind::Float)
+            .mean_dim(2i64, false, tch::Kind::Float)
             .topk(self.cfg.top_mean.min(c), 1, true, true)
             .1;
         let idx = Tensor::cat(&[by_max, by_mean], 1); // N×k

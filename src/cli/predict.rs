@@ -1,0 +1,87 @@
+//! `realnet predict`: any files or folders → one JSON line per image.
+use crate::cli::Global;
+use clap::Args;
+use realnet::infer::Detector;
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// The run folder written by `realnet train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Image files or folders (searched recursively).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Write an overlay PNG per image here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Backbone weights (default: the file recorded at training, or the cache).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+}
+
+fn collect(p: &Path, out: &mut Vec<PathBuf>) {
+    if p.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        entries.sort();
+        for e in entries {
+            if e.is_dir() || realnet_data::image_io::has_image_extension(&e) {
+                collect(&e, out);
+            }
+        }
+    } else {
+        out.push(p.to_path_buf());
+    }
+}
+
+pub fn run(a: PredictArgs, g: &Global) -> anyhow::Result<i32> {
+    let device = realnet::device::parse_device(&g.device)?;
+    let det = Detector::load(&a.run, a.weights.as_deref(), device)?;
+    let mut files = Vec::new();
+    for p in &a.paths {
+        if !p.exists() {
+            eprintln!("error: {}: no such file or folder", p.display());
+            continue;
+        }
+        collect(p, &mut files);
+    }
+    if let Some(o) = &a.out {
+        std::fs::create_dir_all(o)?;
+    }
+    let size = det.image_size();
+    let mut failed = a.paths.iter().filter(|p| !p.exists()).count();
+    for chunk in files.chunks(a.batch.max(1)) {
+        let mut ok = Vec::new();
+        for f in chunk {
+            match realnet_data::image_io::load_rgb(f, Some((size, size))) {
+                Ok(img) => ok.push((f, img)),
+                Err(e) => {
+                    failed += 1;
+                    println!("{}", serde_json::json!({"path": f, "error": e.to_string()}));
+                }
+            }
+        }
+        let imgs: Vec<_> = ok.iter().map(|o| &o.1).collect();
+        for ((f, img), p) in ok.iter().zip(det.predict(&imgs)) {
+            let mut line = serde_json::json!({
+                "path": f, "score": p.score, "normalised_score": p.normalised,
+                "label": if p.anomalous { "anomalous" } else { "normal" },
+                "threshold": det.meta.threshold.image,
+            });
+            if let Some(o) = &a.out {
+                let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let dst = o.join(format!("{stem}.png"));
+                let ov = realnet::overlay::overlay(img, &p.map, None, Some(det.meta.threshold.pixel as f32));
+                realnet::evaluate::save_png_atomic(&ov, &dst)?;
+                line["overlay"] = serde_json::json!(dst);
+            }
+            println!("{line}");
+        }
+    }
+    Ok(if failed == 0 { 0 } else { realnet::error::exit::PARTIAL })
+}

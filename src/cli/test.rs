@@ -1,0 +1,47 @@
+//! `realnet test`.
+use crate::cli::Global;
+use clap::Args;
+use realnet::evaluate::{test, TestOptions};
+use realnet::infer::Detector;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// The run folder written by `realnet train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Category folder (default: the one the model was trained on).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Backbone weights (default: the file recorded at training, or the cache).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Write each anomaly map as DIR/<defect>/<stem>.npy (float32, S×S).
+    #[arg(long)]
+    pub maps_out: Option<PathBuf>,
+    /// Write heatmap overlays as DIR/<defect>/<stem>.png.
+    #[arg(long)]
+    pub overlays: Option<PathBuf>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+}
+
+pub fn run(a: TestArgs, g: &Global) -> anyhow::Result<i32> {
+    let device = realnet::device::parse_device(&g.device)?;
+    let det = Detector::load(&a.run, a.weights.as_deref(), device)?;
+    let data = a.data.unwrap_or_else(|| det.meta.data.clone());
+    let out = test(
+        &det,
+        &TestOptions { data, maps_out: a.maps_out, overlays_out: a.overlays, batch: a.batch },
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out.report)?);
+    } else {
+        println!("{}", out.report.table());
+    }
+    Ok(if out.skipped.is_empty() { 0 } else { realnet::error::exit::PARTIAL })
+}

@@ -1,0 +1,136 @@
+//! Inference with a trained run folder: anomaly maps (softmax probability of the anomalous class at
+//! the network size), image scores (max of the mean-pooled map), normalised scores and labels. The
+//! one path used by `test`, `predict` and `serve`, so they agree on every image.
+use crate::batch;
+use crate::bundle::{self, Meta};
+use crate::config::Config;
+use crate::error::UserError;
+use crate::model::backbone::{Backbone, BackboneKind};
+use crate::model::realnet::{self, RealNet};
+use image::RgbImage;
+use std::path::{Path, PathBuf};
+use tch::{nn, Device, Kind};
+
+pub struct Detector {
+    pub meta: Meta,
+    pub config: Config,
+    backbone: Backbone,
+    net: RealNet,
+    _vs: nn::VarStore,
+    device: Device,
+}
+
+/// One image's result.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// Row-major S×S anomaly map, values in [0, 1].
+    pub map: Vec<f32>,
+    pub size: u32,
+    pub score: f64,
+    pub normalised: f64,
+    pub anomalous: bool,
+}
+
+impl Detector {
+    /// Loads `run/` (config, weights, meta) and the backbone weights: `weights` if given, else the
+    /// file recorded at training, else the default location. The backbone file must be the one the
+    /// model was trained on (same sha256).
+    pub fn load(run: &Path, weights: Option<&Path>, device: Device) -> anyhow::Result<Detector> {
+        let meta = bundle::read_meta(run)?;
+        let config = Config::load(&run.join(bundle::CONFIG))?;
+        let kind = BackboneKind::parse(&meta.backbone).map_err(|e| UserError::BadModel(e.to_string()))?;
+        let wpath = resolve_weights(weights, &meta, kind)?;
+        let backbone = Backbone::load(kind, &wpath, device)?;
+        if let (Some(want), Some(got)) = (&meta.backbone_sha256, backbone.weights_sha256()) {
+            if want != got {
+                return Err(UserError::BadModel(format!(
+                    "{}: sha256 {got} differs from the backbone weights this model was trained on ({want}); \
+                     pass the same {} weights file with --weights",
+                    wpath.display(),
+                    meta.backbone
+                ))
+                .into());
+            }
+        }
+        let mut vs = nn::VarStore::new(device);
+        let net = RealNet::new(&vs.root(), &config);
+        let mpath = run.join(bundle::MODEL);
+        let named = bundle::read_tensors(&mpath)?;
+        bundle::load_vars(&vs, &named, &mpath)?;
+        vs.freeze();
+        Ok(Detector { meta, config, backbone, net, _vs: vs, device })
+    }
+
+    pub fn image_size(&self) -> u32 {
+        self.meta.image_size as u32
+    }
+
+    /// Maps and scores for images already at the network size.
+    pub fn predict(&self, imgs: &[&RgbImage]) -> Vec<Prediction> {
+        if imgs.is_empty() {
+            return Vec::new();
+        }
+        tch::no_grad(|| {
+            let x = batch::images_to_tensor(imgs, self.meta.mean, self.meta.std, self.device);
+            let sel = self.net.select(&self.backbone.features(&x));
+            let out = self.net.forward_t(&sel, false);
+            let maps = realnet::anomaly_map(&out.logits);
+            let scores = realnet::image_scores(&maps, self.meta.score_pool);
+            let scores: Vec<f32> =
+                Vec::try_from(scores.to_device(Device::Cpu).to_kind(Kind::Float)).unwrap_or_default();
+            batch::maps_to_host(&maps)
+                .into_iter()
+                .zip(scores)
+                .map(|(map, s)| {
+                    let score = f64::from(s);
+                    Prediction {
+                        map,
+                        size: self.image_size(),
+                        score,
+                        normalised: self.meta.threshold.normalise(score),
+                        anomalous: score >= self.meta.threshold.image,
+                    }
+                })
+                .collect()
+        })
+    }
+}
+
+/// Where the backbone weights come from: the explicit file, the one recorded at training, or the
+/// default `$REALNET_CACHE/weights/<backbone>.safetensors`.
+pub fn resolve_weights(explicit: Option<&Path>, meta: &Meta, kind: BackboneKind) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = meta.backbone_weights.as_ref().filter(|p| p.exists()) {
+        return Ok(p.clone());
+    }
+    default_weights(kind)
+}
+
+/// `$REALNET_CACHE/weights/<name>.safetensors` (default cache `~/.cache/realnet`).
+pub fn default_weights(kind: BackboneKind) -> anyhow::Result<PathBuf> {
+    let dir = cache_dir().join("weights");
+    let p = dir.join(format!("{}.safetensors", kind.name()));
+    if p.exists() {
+        return Ok(p);
+    }
+    Err(UserError::BadModel(format!(
+        "no weights for backbone {}: pass --weights FILE.safetensors (convert a .pth with `realnet weights convert`), \
+         or put it at {}",
+        kind.name(),
+        p.display()
+    ))
+    .into())
+}
+
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("REALNET_CACHE") {
+        return PathBuf::from(d);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("realnet")
+}

@@ -1,0 +1,107 @@
+//! The bridge between training and `realnet-synth`: which anomaly source a run uses, the category's
+//! foreground rule, and seeded permutations for the epoch order.
+use crate::config::Config;
+use crate::error::UserError;
+use image::{GrayImage, RgbImage};
+use realnet_data::layout::{Category, LayoutKind};
+use realnet_synth::ForegroundRule;
+
+/// Where synthetic anomalies take their content from (`--source textures:DIR|sia:DIR|procedural`).
+pub use realnet_synth::SourceSpec as SynthSource;
+
+/// Synthesis as training uses it.
+pub struct Sampler {
+    train: realnet_synth::Synthesizer,
+    redraw: realnet_synth::Synthesizer,
+}
+
+impl Sampler {
+    pub fn new(source: &SynthSource, cfg: &Config) -> anyhow::Result<Sampler> {
+        let make = |redraw_empty: bool| {
+            let c = realnet_synth::SynthConfig {
+                sources: vec![realnet_synth::WeightedSource { source: source.clone(), weight: 1.0 }],
+                normal_prob: cfg.train.normal_prob,
+                redraw_empty,
+                ..Default::default()
+            };
+            realnet_synth::Synthesizer::new(c)
+                .map_err(|e| UserError::BadInput(format!("anomaly source: {e}")))
+        };
+        Ok(Sampler { train: make(cfg.train.redraw_empty)?, redraw: make(true)? })
+    }
+
+    /// A training sample: normal with probability `normal_prob`, else synthetic (spec §3).
+    pub fn sample(&self, base: &RgbImage, fg: &GrayImage, seed: u64, q: u64) -> (RgbImage, GrayImage) {
+        let s = self.train.sample(base, fg, seed, q);
+        (s.image, s.mask)
+    }
+
+    /// Always synthetic (AFS); the mask may be empty, as in the official code.
+    pub fn anomalous(&self, base: &RgbImage, fg: &GrayImage, seed: u64, q: u64) -> (RgbImage, GrayImage) {
+        let s = self.train.anomalous(base, fg, seed, q);
+        (s.image, s.mask)
+    }
+
+    /// Always synthetic with a non-empty mask (validation anomalies).
+    pub fn anomalous_nonempty(&self, base: &RgbImage, fg: &GrayImage, seed: u64, q: u64) -> (RgbImage, GrayImage) {
+        let s = self.redraw.anomalous(base, fg, seed, q);
+        (s.image, s.mask)
+    }
+}
+
+/// `train.foreground` if set, else the category's rule of spec §3.2 (by dataset and name), else the
+/// whole image.
+pub fn foreground_rule(cfg: &Config, cat: &Category) -> Result<ForegroundRule, UserError> {
+    if !cfg.train.foreground.is_empty() {
+        return cfg
+            .train
+            .foreground
+            .parse()
+            .map_err(|e| UserError::BadModel(format!("train.foreground: {e}")));
+    }
+    let datasets: &[&str] = match cat.layout {
+        LayoutKind::Btad => &["btad"],
+        LayoutKind::Visa => &["visa"],
+        _ => &["mvtec", "mpdd", "visa", "btad"],
+    };
+    for d in datasets {
+        if let Some(r) = realnet_synth::known_rule(d, &cat.name) {
+            return Ok(r);
+        }
+    }
+    tracing::info!("{}: no foreground rule known for this category; using the whole image", cat.name);
+    Ok(ForegroundRule::All)
+}
+
+/// A seeded Fisher–Yates permutation of 0..n (splitmix64 stream).
+pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut p: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        p.swap(i, j);
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permutation_is_a_seeded_permutation() {
+        let p = permutation(50, 3);
+        let mut s = p.clone();
+        s.sort();
+        assert_eq!(s, (0..50).collect::<Vec<_>>());
+        assert_eq!(p, permutation(50, 3));
+        assert_ne!(p, permutation(50, 4));
+    }
+}
