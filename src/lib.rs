@@ -9,9 +9,18 @@ pub use realnet_data as data;
 pub use realnet_metrics as metrics;
 pub use realnet_synth as synth;
 
+pub mod batch;
+pub mod bundle;
 pub mod config;
+pub mod demo;
 pub mod device;
 pub mod error;
+pub mod evaluate;
+pub mod infer;
 pub mod model;
 pub mod weights;
 pub mod optim;
+pub mod overlay;
+pub mod progress;
+pub mod sampling;
+pub mod train;
