@@ -11,7 +11,7 @@
 //! lazily, when that accumulator next sees a pixel of its own: in between, its TP count and PRO are
 //! constant, so those negatives only add 2·tp each to the AUROC sum and a flat PRO-curve segment.
 use crate::components::label8;
-use crate::radix::sort_by_high32;
+use crate::radix::{bucket, sort_bucket, BUCKETS};
 use crate::MetricsError;
 use rayon::prelude::*;
 
@@ -184,6 +184,101 @@ impl Dirty {
     }
 }
 
+/// The sweep over sorted pixels: the whole-set accumulator, one per defect type, and the good
+/// negatives not yet folded into the defect accumulators.
+struct Sweep {
+    all: Acc,
+    defects: Vec<Acc>,
+    dirty: Dirty,
+    g_closed: u64,
+    g_run: u64,
+    cur: Option<u32>,
+    limit: f64,
+}
+
+impl Sweep {
+    /// Feeds the next pixels in sorted order (runs of equal keys may not be split across calls
+    /// differently from the sort: they are not, since a run lies inside one bucket).
+    fn feed(&mut self, xs: &[u64], classes: &[Class]) {
+        let mut cur = self
+            .cur
+            .unwrap_or((xs.first().copied().unwrap_or(0) >> 32) as u32);
+        for &x in xs {
+            let k = (x >> 32) as u32;
+            if k != cur {
+                self.end_run();
+                cur = k;
+            }
+            let c = classes[x as u32 as usize];
+            self.all.add(c);
+            if c.group != GOOD {
+                self.defects[c.group as usize].add(c);
+                self.dirty.set(c.group as usize);
+            } else if c.inv_size == 0.0 {
+                self.g_run += 1;
+            } else {
+                // a region in a "good" image (unusual): it is a positive of every defect subset
+                for (a, acc) in self.defects.iter_mut().enumerate() {
+                    acc.add(c);
+                    self.dirty.set(a);
+                }
+            }
+        }
+        self.cur = Some(cur);
+    }
+
+    #[inline]
+    fn end_run(&mut self) {
+        self.all.close(self.limit);
+        self.dirty
+            .close_all(&mut self.defects, self.g_closed, self.g_run, self.limit);
+        self.g_closed += self.g_run;
+        self.g_run = 0;
+    }
+
+    fn finish(mut self) -> (PixelMetrics, Vec<PixelMetrics>) {
+        if self.cur.is_some() {
+            self.end_run();
+        }
+        let (g, limit) = (self.g_closed, self.limit);
+        for acc in self.defects.iter_mut() {
+            acc.sync(g, limit);
+        }
+        (
+            self.all.finish(limit),
+            self.defects.iter().map(|a| a.finish(limit)).collect(),
+        )
+    }
+}
+
+/// Writes one image's keys (score order | local region label) and counts their top-level buckets;
+/// returns the pixel count of each region.
+fn write_keys(it: &PixelItem, out: &mut [u64], hist: &mut [u32]) -> Vec<u32> {
+    let key = |s: f32| {
+        let k = desc_key(s);
+        hist[(k >> 16) as usize] += 1;
+        (k as u64) << 32
+    };
+    match it.mask {
+        Some(mask) => {
+            let mut labels = vec![0u32; mask.len()];
+            let sizes = label8(mask, it.width, it.height, &mut labels);
+            let mut key = key;
+            for ((o, &s), &l) in out.iter_mut().zip(it.scores).zip(&labels) {
+                *o = key(s) | l as u64;
+            }
+            sizes
+        }
+        None => {
+            let mut key = key;
+            for (o, &s) in out.iter_mut().zip(it.scores) {
+                *o = key(s);
+            }
+            Vec::new()
+        }
+    }
+}
+
 /// Pixel metrics of the whole set and of each of the `n_defects` defect subsets; AUPRO integrates the
 /// PRO curve up to `fpr_limit`. Items must be validated (sizes, finite scores) by the caller.
 pub(crate) fn pixel_metrics(
@@ -200,7 +295,7 @@ pub(crate) fn pixel_metrics(
     }
     let mut keys = vec![0u64; n];
 
-    // Split the key buffer into one slice per image; label regions and write keys in parallel.
+    // 1. Keys with local region labels, and the bucket histogram, one image per task.
     let mut slices: Vec<&mut [u64]> = Vec::with_capacity(items.len());
     let mut rest: &mut [u64] = &mut keys;
     for it in items {
@@ -208,31 +303,30 @@ pub(crate) fn pixel_metrics(
         slices.push(head);
         rest = tail;
     }
-    let sizes: Vec<Vec<u32>> = items
+    let (mut sizes, hist) = items
         .par_iter()
         .zip(slices.par_iter_mut())
-        .map(|(it, out)| {
-            let mut sizes = Vec::new();
-            match it.mask {
-                Some(mask) => {
-                    let mut labels = vec![0u32; mask.len()];
-                    sizes = label8(mask, it.width, it.height, &mut labels);
-                    for ((o, &s), &l) in out.iter_mut().zip(it.scores).zip(&labels) {
-                        *o = (desc_key(s) as u64) << 32 | l as u64;
-                    }
-                }
-                None => {
-                    for (o, &s) in out.iter_mut().zip(it.scores) {
-                        *o = (desc_key(s) as u64) << 32;
-                    }
-                }
-            }
-            sizes
-        })
-        .collect();
+        .enumerate()
+        .fold(
+            || (Vec::new(), vec![0u32; BUCKETS]),
+            |(mut sizes, mut hist), (i, (it, out))| {
+                sizes.push((i, write_keys(it, out, &mut hist)));
+                (sizes, hist)
+            },
+        )
+        .reduce(
+            || (Vec::new(), vec![0u32; BUCKETS]),
+            |(mut a, mut ha), (b, hb)| {
+                a.extend(b);
+                ha.iter_mut().zip(hb).for_each(|(x, y)| *x += y);
+                (a, ha)
+            },
+        );
+    sizes.sort_unstable_by_key(|p| p.0);
 
-    // Global class ids: image i owns [base_i, base_i + 1 + n_regions_i): its negatives, then its regions.
-    let n_classes: usize = sizes.iter().map(|s| 1 + s.len()).sum();
+    // 2. Global class ids: image i owns [base_i, base_i + 1 + n_regions_i): its negatives, then its
+    //    regions. Set totals.
+    let n_classes: usize = sizes.iter().map(|s| 1 + s.1.len()).sum();
     if n_classes > u32::MAX as usize {
         return Err(MetricsError::TooLarge(format!(
             "{n_classes} images + ground-truth regions (at most {}); evaluate fewer images at once",
@@ -242,7 +336,7 @@ pub(crate) fn pixel_metrics(
     let mut classes = Vec::with_capacity(n_classes);
     let mut bases = Vec::with_capacity(items.len());
     let mut accs: Vec<Acc> = (0..=n_defects).map(|_| Acc::default()).collect();
-    for (it, sz) in items.iter().zip(&sizes) {
+    for (it, (_, sz)) in items.iter().zip(&sizes) {
         bases.push(classes.len() as u64);
         let group = it.defect.map_or(GOOD, |d| d as u32);
         classes.push(Class {
@@ -255,67 +349,58 @@ pub(crate) fn pixel_metrics(
         }));
         let pos: u64 = sz.iter().map(|&s| s as u64).sum();
         let neg = it.scores.len() as u64 - pos;
-        let targets: Vec<usize> = match it.defect {
-            Some(d) => vec![0, d + 1],
-            None => (0..=n_defects).collect(),
+        let count = |a: &mut Acc| {
+            a.n_pos += pos;
+            a.n_neg += neg;
+            a.n_regions += sz.len() as u64;
         };
-        for a in targets {
-            accs[a].n_pos += pos;
-            accs[a].n_neg += neg;
-            accs[a].n_regions += sz.len() as u64;
+        count(&mut accs[0]);
+        match it.defect {
+            Some(d) => count(&mut accs[d + 1]),
+            None => accs[1..].iter_mut().for_each(count),
         }
     }
-    slices.par_iter_mut().zip(&bases).for_each(|(out, &base)| {
-        if base != 0 {
-            out.iter_mut().for_each(|o| *o += base);
+    accs.iter_mut().for_each(Acc::start);
+
+    // 3. Scatter into buckets (descending score order), adding each image's class base on the way.
+    let mut start = vec![0usize; BUCKETS + 1];
+    for (b, &h) in hist.iter().enumerate() {
+        start[b + 1] = start[b] + h as usize;
+    }
+    let mut next = start.clone();
+    let mut sorted = vec![0u64; n];
+    for (slice, &base) in slices.iter().zip(&bases) {
+        for &x in slice.iter() {
+            let y = x + base;
+            let b = bucket(y);
+            sorted[next[b]] = y;
+            next[b] += 1;
         }
-    });
+    }
     drop(slices);
 
-    sort_by_high32(&mut keys, &mut Vec::new());
-
-    accs.iter_mut().for_each(Acc::start);
-    let (all, defects) = accs.split_at_mut(1);
-    let all = &mut all[0];
-    let mut dirty = Dirty(vec![0; defects.len().div_ceil(64)]);
-    // good negatives: in closed runs / in the current run
-    let (mut g_closed, mut g_run) = (0u64, 0u64);
-    let mut cur = keys.first().map_or(0, |k| (k >> 32) as u32);
-    for &x in &keys {
-        let k = (x >> 32) as u32;
-        if k != cur {
-            all.close(fpr_limit);
-            dirty.close_all(defects, g_closed, g_run, fpr_limit);
-            g_closed += g_run;
-            g_run = 0;
-            cur = k;
+    // 4. Finish each bucket in cache and sweep it right away.
+    let mut defects = accs.split_off(1);
+    let all = accs.pop().unwrap_or_default();
+    defects.shrink_to_fit();
+    let mut sweep = Sweep {
+        all,
+        dirty: Dirty(vec![0; defects.len().div_ceil(64)]),
+        defects,
+        g_closed: 0,
+        g_run: 0,
+        cur: None,
+        limit: fpr_limit,
+    };
+    for b in 0..BUCKETS {
+        let (lo, hi) = (start[b], start[b + 1]);
+        if lo == hi {
+            continue;
         }
-        let c = classes[x as u32 as usize];
-        all.add(c);
-        if c.group != GOOD {
-            defects[c.group as usize].add(c);
-            dirty.set(c.group as usize);
-        } else if c.inv_size == 0.0 {
-            g_run += 1;
-        } else {
-            // a region in a "good" image (unusual): it is a positive of every defect subset
-            for (a, acc) in defects.iter_mut().enumerate() {
-                acc.add(c);
-                dirty.set(a);
-            }
-        }
+        sort_bucket(&mut sorted[lo..hi], &mut keys[lo..hi]);
+        sweep.feed(&sorted[lo..hi], &classes);
     }
-    all.close(fpr_limit);
-    dirty.close_all(defects, g_closed, g_run, fpr_limit);
-    g_closed += g_run;
-    for acc in defects.iter_mut() {
-        acc.sync(g_closed, fpr_limit);
-    }
-    let overall = all.finish(fpr_limit);
-    Ok((
-        overall,
-        defects.iter().map(|a| a.finish(fpr_limit)).collect(),
-    ))
+    Ok(sweep.finish())
 }
 
 #[cfg(test)]

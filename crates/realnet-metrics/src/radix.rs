@@ -1,48 +1,52 @@
-//! Radix sort of `u64`s by their upper 32 bits: the one global sort of all pixels of a test set.
-//! One global counting pass on the top 16 key bits scatters the data into buckets that are then small
-//! enough to finish in cache with two 8-bit LSD passes on the next 16 bits: two trips through main
-//! memory instead of the three or four of a plain LSD sort. Order among equal keys is irrelevant here.
+//! Radix sort of `u64`s by their upper 32 bits, in two levels: one global counting scatter on the top
+//! 16 key bits ([`bucket`]) into buckets small enough to finish in cache ([`sort_bucket`]: two 8-bit LSD
+//! passes on the next 16 bits). The caller fuses the histogram into writing the keys and the sweep into
+//! the per-bucket step, so the data crosses main memory only twice. Order among equal keys is irrelevant.
+
+/// Number of top-level buckets.
+pub(crate) const BUCKETS: usize = 1 << 16;
 
 /// Buckets at most this long finish with a comparison sort (cheaper than two counting passes).
 const SMALL: usize = 96;
 
-/// Sorts `v` ascending by `v >> 32`, using `tmp` as scratch (resized as needed).
-pub(crate) fn sort_by_high32(v: &mut Vec<u64>, tmp: &mut Vec<u64>) {
-    let n = v.len();
-    if n < 2 {
-        return;
+/// The top-level bucket of an element.
+#[inline(always)]
+pub(crate) fn bucket(x: u64) -> usize {
+    (x >> 48) as usize
+}
+
+/// Sorts one bucket (elements sharing their top 16 bits) by bits 32..48; `scratch` has its length.
+pub(crate) fn sort_bucket(data: &mut [u64], scratch: &mut [u64]) {
+    if data.len() <= SMALL {
+        data.sort_unstable_by_key(|&x| (x >> 32) as u16);
+    } else {
+        counting_pass(data, scratch, 32);
+        counting_pass(scratch, data, 40);
     }
-    let mut start = vec![0usize; (1 << 16) + 1];
+}
+
+/// The whole sort from the two steps (what the pixel sweep does inline).
+#[cfg(test)]
+pub(crate) fn sort_by_high32(v: &mut Vec<u64>) {
+    let n = v.len();
+    let mut start = vec![0usize; BUCKETS + 1];
     for &x in v.iter() {
-        start[(x >> 48) as usize + 1] += 1;
+        start[bucket(x) + 1] += 1;
     }
     for i in 1..start.len() {
         start[i] += start[i - 1];
     }
-    tmp.clear();
-    tmp.resize(n, 0);
+    let mut tmp = vec![0u64; n];
     let mut next = start.clone();
     for &x in v.iter() {
-        let d = (x >> 48) as usize;
-        tmp[next[d]] = x;
-        next[d] += 1;
+        tmp[next[bucket(x)]] = x;
+        next[bucket(x)] += 1;
     }
-    // Each bucket: sort by key bits 32..48, ping-ponging between tmp and v (now free) so that the
-    // result lands back in tmp.
-    for b in 0..1 << 16 {
+    for b in 0..BUCKETS {
         let (lo, hi) = (start[b], start[b + 1]);
-        if hi - lo < 2 {
-            continue;
-        }
-        let (data, scratch) = (&mut tmp[lo..hi], &mut v[lo..hi]);
-        if hi - lo <= SMALL {
-            data.sort_unstable_by_key(|&x| (x >> 32) as u16);
-        } else {
-            counting_pass(data, scratch, 32);
-            counting_pass(scratch, data, 40);
-        }
+        sort_bucket(&mut tmp[lo..hi], &mut v[lo..hi]);
     }
-    std::mem::swap(v, tmp);
+    *v = tmp;
 }
 
 /// Stable scatter of `src` into `dst` by the 8 bits of each element at `shift`.
@@ -82,7 +86,7 @@ mod tests {
             .collect();
         let mut want: Vec<u64> = v.iter().map(|x| x >> 32).collect();
         want.sort_unstable();
-        sort_by_high32(&mut v, &mut Vec::new());
+        sort_by_high32(&mut v);
         assert_eq!(
             v.iter().map(|x| x >> 32).collect::<Vec<_>>(),
             want,
