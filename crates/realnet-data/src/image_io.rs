@@ -1,0 +1,474 @@
+//! Image and mask decoding, Pillow-compatible resizing and normalisation.
+//!
+//! Decoding follows what the official RealNet code gets from OpenCV's `imread` + RGB conversion:
+//! any PNG/JPEG/BMP/TIFF (8 or 16 bit; gray, gray+alpha, RGB, RGBA, palette) becomes 8-bit RGB,
+//! 16-bit samples keep their high byte (`v >> 8`), alpha is dropped, gray is repeated on the three
+//! channels and the EXIF orientation is applied. Resizing reproduces Pillow's
+//! `Image.resize(size, BILINEAR)` (triangle filter, antialiased when shrinking) and
+//! `Image.resize(size, NEAREST)`; `tests/resize_pillow.rs` checks both against Pillow's own output.
+
+use crate::DataError;
+use image::{
+    DynamicImage, GrayImage, ImageBuffer, ImageDecoder, ImageError, ImageFormat, ImageReader,
+    Pixel, RgbImage,
+};
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// Decoded images larger than this are refused (a corrupt header can claim 100,000 × 100,000).
+pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+
+/// File name extensions we treat as images (compared case-insensitively).
+pub const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
+
+/// True when the file name ends in one of [`IMAGE_EXTENSIONS`] (any case).
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
+/// Decoder settings.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeOptions {
+    /// Largest accepted width × height; bigger images are refused before any pixel is decoded.
+    pub max_pixels: u64,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            max_pixels: DEFAULT_MAX_PIXELS,
+        }
+    }
+}
+
+/// What a file's header says, without decoding its pixels.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImageInfo {
+    /// Width after the EXIF orientation is applied (what decoding gives).
+    pub width: u32,
+    pub height: u32,
+    /// "png", "jpeg", "bmp" or "tiff".
+    pub format: &'static str,
+    /// Stored pixel kind, e.g. "gray8", "rgb8", "rgba16", "palette8", "gray+alpha8".
+    pub color: String,
+}
+
+/// Reads the header of an image file: size, format and pixel kind. Fast (no pixel data is decoded),
+/// so it does not notice a truncated pixel stream; [`decode`] does.
+pub fn probe(path: &Path) -> Result<ImageInfo, DataError> {
+    probe_with(path, &DecodeOptions::default())
+}
+
+/// [`probe`] with explicit limits.
+pub fn probe_with(path: &Path, opts: &DecodeOptions) -> Result<ImageInfo, DataError> {
+    let (_, info, _) = open_decoder(path, opts)?;
+    Ok(info)
+}
+
+/// Decodes a file to an [`image::DynamicImage`] in its stored pixel format, EXIF orientation
+/// applied, plus its header facts.
+pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<(DynamicImage, ImageInfo), DataError> {
+    let (decoder, info, orientation) = open_decoder(path, opts)?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, info.format, e))?;
+    img.apply_orientation(orientation);
+    Ok((img, info))
+}
+
+/// Decode any PNG/JPEG/BMP/TIFF (8/16 bit, gray/RGB/RGBA/palette) to 8-bit RGB; optional resize
+/// to (w, h) with PIL-compatible bilinear (antialiased when shrinking).
+pub fn load_rgb(path: &Path, size: Option<(u32, u32)>) -> Result<RgbImage, DataError> {
+    load_rgb_with(path, size, &DecodeOptions::default())
+}
+
+/// [`load_rgb`] with explicit limits.
+pub fn load_rgb_with(
+    path: &Path,
+    size: Option<(u32, u32)>,
+    opts: &DecodeOptions,
+) -> Result<RgbImage, DataError> {
+    let (img, _) = decode(path, opts)?;
+    let rgb = to_rgb8(&img);
+    Ok(match size {
+        Some((w, h)) => resize_rgb(&rgb, w, h),
+        None => rgb,
+    })
+}
+
+/// A mask: any value > 0 is anomalous → 255, else 0; resized with nearest to (w, h).
+pub fn load_mask(path: &Path, size: (u32, u32)) -> Result<GrayImage, DataError> {
+    let m = load_mask_native(path, &DecodeOptions::default())?;
+    Ok(resize_mask(&m, size.0, size.1))
+}
+
+/// A mask at its stored size, binarised (any colour channel > 0 → 255, else 0; alpha ignored).
+pub fn load_mask_native(path: &Path, opts: &DecodeOptions) -> Result<GrayImage, DataError> {
+    let (img, _) = decode(path, opts)?;
+    Ok(binarize(&img))
+}
+
+/// Pillow's `Image.resize((w, h), Image.BILINEAR)` for 8-bit RGB: a separable triangle filter whose
+/// support grows with the shrink factor (antialiasing), horizontal pass first, rounding to 8 bit
+/// between passes. `fast_image_resize` implements exactly this convolution scheme.
+pub fn resize_rgb(img: &RgbImage, w: u32, h: u32) -> RgbImage {
+    use fast_image_resize as fr;
+    let (sw, sh) = img.dimensions();
+    if (sw, sh) == (w, h) {
+        return img.clone(); // Pillow returns a copy too
+    }
+    if sw == 0 || sh == 0 || w == 0 || h == 0 {
+        return RgbImage::new(w, h);
+    }
+    let resized = (|| {
+        let src = fr::images::ImageRef::new(sw, sh, img.as_raw(), fr::PixelType::U8x3).ok()?;
+        let mut dst = fr::images::Image::new(w, h, fr::PixelType::U8x3);
+        let opts = fr::ResizeOptions::new()
+            .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
+        fr::Resizer::new().resize(&src, &mut dst, &opts).ok()?;
+        RgbImage::from_raw(w, h, dst.into_vec())
+    })();
+    // The buffers above are built from consistent sizes, so the fallback is unreachable in practice;
+    // it keeps this function total instead of panicking.
+    resized.unwrap_or_else(|| RgbImage::new(w, h))
+}
+
+/// Pillow's `Image.resize((w, h), Image.NEAREST)`: source index = trunc of a running sum that
+/// starts at scale / 2 and grows by scale = src / dst per output pixel (Pillow's `ImagingScaleAffine`;
+/// accumulating in f64 like Pillow keeps us bit-exact at the rounding boundaries).
+pub fn resize_mask(m: &GrayImage, w: u32, h: u32) -> GrayImage {
+    let (sw, sh) = m.dimensions();
+    if (sw, sh) == (w, h) {
+        return m.clone();
+    }
+    if sw == 0 || sh == 0 || w == 0 || h == 0 {
+        return GrayImage::new(w, h);
+    }
+    let xs = nearest_indices(sw, w);
+    let ys = nearest_indices(sh, h);
+    let src = m.as_raw();
+    let mut out = Vec::with_capacity(w as usize * h as usize);
+    for &y in &ys {
+        let row = &src[y * sw as usize..(y + 1) * sw as usize];
+        out.extend(xs.iter().map(|&x| row[x]));
+    }
+    GrayImage::from_raw(w, h, out).unwrap_or_else(|| GrayImage::new(w, h))
+}
+
+fn nearest_indices(src: u32, dst: u32) -> Vec<usize> {
+    let scale = src as f64 / dst as f64;
+    let mut pos = scale * 0.5;
+    let last = src as usize - 1;
+    (0..dst)
+        .map(|_| {
+            let i = (pos as usize).min(last);
+            pos += scale;
+            i
+        })
+        .collect()
+}
+
+/// Model input: x / 255, then per channel (x − mean) / std, in CHW order (channel planes).
+/// ImageNet: mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225); [−1, 1]: mean 0.5, std 0.5.
+pub fn normalize_chw(img: &RgbImage, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
+    let n = img.width() as usize * img.height() as usize;
+    let mut out = vec![0f32; 3 * n];
+    let (r, rest) = out.split_at_mut(n);
+    let (g, b) = rest.split_at_mut(n);
+    let planes = [r, g, b];
+    // Multiply by the reciprocal: matches torchvision's (x - mean) / std to within 1 ulp.
+    let scale = [0, 1, 2].map(|c| 1.0 / std[c]);
+    for (i, px) in img.as_raw().chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            planes[c][i] = (px[c] as f32 / 255.0 - mean[c]) * scale[c];
+        }
+    }
+    out
+}
+
+/// 8-bit RGB the way OpenCV's imread + BGR→RGB gives it: 16-bit samples keep the high byte,
+/// alpha is dropped (not composited), gray is repeated.
+pub fn to_rgb8(img: &DynamicImage) -> RgbImage {
+    fn from_u16(raw: &[u16], channels: usize, w: u32, h: u32) -> RgbImage {
+        let mut out = Vec::with_capacity(w as usize * h as usize * 3);
+        for px in raw.chunks_exact(channels) {
+            if channels < 3 {
+                let v = (px[0] >> 8) as u8;
+                out.extend_from_slice(&[v, v, v]);
+            } else {
+                out.extend(px[..3].iter().map(|&v| (v >> 8) as u8));
+            }
+        }
+        RgbImage::from_raw(w, h, out).unwrap_or_else(|| RgbImage::new(w, h))
+    }
+    let (w, h) = (img.width(), img.height());
+    match img {
+        DynamicImage::ImageRgb8(b) => b.clone(),
+        DynamicImage::ImageLuma16(b) => from_u16(b.as_raw(), 1, w, h),
+        DynamicImage::ImageLumaA16(b) => from_u16(b.as_raw(), 2, w, h),
+        DynamicImage::ImageRgb16(b) => from_u16(b.as_raw(), 3, w, h),
+        DynamicImage::ImageRgba16(b) => from_u16(b.as_raw(), 4, w, h),
+        // 8-bit gray/alpha variants and float TIFFs: image's conversion replicates gray, drops
+        // alpha, and clamps+rounds floats.
+        other => other.to_rgb8(),
+    }
+}
+
+/// Any colour channel > 0 → 255, else 0 (alpha ignored). Works on the stored bit depth, so a
+/// 16-bit mask value of 1 still counts.
+pub fn binarize(img: &DynamicImage) -> GrayImage {
+    fn any_positive<P: Pixel>(
+        buf: &ImageBuffer<P, Vec<P::Subpixel>>,
+        color_channels: usize,
+    ) -> GrayImage
+    where
+        P::Subpixel: PartialOrd + Default,
+    {
+        let zero = P::Subpixel::default();
+        let (w, h) = buf.dimensions();
+        let data = buf
+            .as_raw()
+            .chunks_exact(P::CHANNEL_COUNT as usize)
+            .map(|px| {
+                if px[..color_channels].iter().any(|v| *v > zero) {
+                    255
+                } else {
+                    0
+                }
+            })
+            .collect();
+        GrayImage::from_raw(w, h, data).unwrap_or_else(|| GrayImage::new(w, h))
+    }
+    match img {
+        DynamicImage::ImageLuma8(b) => any_positive(b, 1),
+        DynamicImage::ImageLumaA8(b) => any_positive(b, 1),
+        DynamicImage::ImageRgb8(b) => any_positive(b, 3),
+        DynamicImage::ImageRgba8(b) => any_positive(b, 3),
+        DynamicImage::ImageLuma16(b) => any_positive(b, 1),
+        DynamicImage::ImageLumaA16(b) => any_positive(b, 1),
+        DynamicImage::ImageRgb16(b) => any_positive(b, 3),
+        DynamicImage::ImageRgba16(b) => any_positive(b, 3),
+        DynamicImage::ImageRgb32F(b) => any_positive(b, 3),
+        DynamicImage::ImageRgba32F(b) => any_positive(b, 3),
+        other => any_positive(&other.to_rgb32f(), 3),
+    }
+}
+
+/// Opens the file, checks it is a non-empty image of a supported format within the pixel limit,
+/// and returns a decoder positioned after the header.
+fn open_decoder(
+    path: &Path,
+    opts: &DecodeOptions,
+) -> Result<(impl ImageDecoder, ImageInfo, image::metadata::Orientation), DataError> {
+    let mut file = File::open(path).map_err(|e| DataError::file(path, format!("cannot open: {e}")))?;
+    let len = file
+        .metadata()
+        .map_err(|e| DataError::file(path, format!("cannot read: {e}")))?
+        .len();
+    if len == 0 {
+        return Err(DataError::file(
+            path,
+            "empty file (0 bytes); re-copy it or remove it from the dataset",
+        ));
+    }
+    let mut head = Vec::with_capacity(64);
+    (&mut file)
+        .take(64)
+        .read_to_end(&mut head)
+        .map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
+    let format = sniff_format(path, &head)?;
+    let format_name = format_name(format);
+    let png_kind = if format == ImageFormat::Png {
+        Some(png_header(path, &head, opts)?)
+    } else {
+        None
+    };
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
+    let mut reader = ImageReader::with_format(BufReader::new(file), format);
+    let mut limits = image::Limits::default();
+    // 8 bytes per pixel covers 16-bit RGBA; slack for decoder scratch buffers.
+    limits.max_alloc = Some(opts.max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(|e| decode_error(path, format_name, e))?;
+    let (mut w, mut h) = decoder.dimensions();
+    check_size(path, w, h, opts)?;
+    let orientation = decoder.orientation().map_err(|e| decode_error(path, format_name, e))?;
+    use image::metadata::Orientation as O;
+    if matches!(
+        orientation,
+        O::Rotate90 | O::Rotate270 | O::Rotate90FlipH | O::Rotate270FlipH
+    ) {
+        std::mem::swap(&mut w, &mut h);
+    }
+    let color = png_kind.unwrap_or_else(|| color_name(decoder.original_color_type()));
+    let info = ImageInfo {
+        width: w,
+        height: h,
+        format: format_name,
+        color,
+    };
+    Ok((decoder, info, orientation))
+}
+
+fn check_size(path: &Path, w: u32, h: u32, opts: &DecodeOptions) -> Result<(), DataError> {
+    if w == 0 || h == 0 {
+        return Err(DataError::file(path, format!("header says {w}×{h} pixels: corrupt file")));
+    }
+    let pixels = w as u64 * h as u64;
+    if pixels > opts.max_pixels {
+        return Err(DataError::file(
+            path,
+            format!(
+                "header says {w}×{h} = {pixels} pixels, over the limit of {} pixels: a corrupt \
+                 header or an image far larger than any dataset needs; downscale it first",
+                opts.max_pixels
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Decides the format from the content (not the name), so a text file named `.png` or a JPEG
+/// named `.png` is handled right.
+fn sniff_format(path: &Path, head: &[u8]) -> Result<ImageFormat, DataError> {
+    let named = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| format!(" although it is named .{e}"))
+        .unwrap_or_default();
+    match image::guess_format(head) {
+        Ok(f @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Bmp | ImageFormat::Tiff)) => {
+            Ok(f)
+        }
+        Ok(other) => Err(DataError::file(
+            path,
+            format!(
+                "{other:?} images are not supported{named}; convert it to PNG (or JPEG, BMP, TIFF)"
+            ),
+        )),
+        Err(_) => {
+            let text = head.iter().all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+            let what = if text { "text" } else { "unknown binary data" };
+            Err(DataError::file(
+                path,
+                format!(
+                    "not an image: the content is {what}, not PNG, JPEG, BMP or TIFF{named}; \
+                     remove it from the dataset"
+                ),
+            ))
+        }
+    }
+}
+
+/// Reads width, height, bit depth and colour type from the PNG IHDR (bytes 16..26), which the
+/// `image` crate does not report for palette images, and applies the pixel limit before the PNG
+/// decoder allocates anything.
+fn png_header(path: &Path, head: &[u8], opts: &DecodeOptions) -> Result<String, DataError> {
+    if head.len() < 26 || &head[12..16] != b"IHDR" {
+        return Err(DataError::file(path, "truncated PNG: the IHDR header is missing"));
+    }
+    let be = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    check_size(path, be(16), be(20), opts)?;
+    let bits = head[24];
+    let kind = match head[25] {
+        0 => "gray",
+        2 => "rgb",
+        3 => "palette",
+        4 => "gray+alpha",
+        6 => "rgba",
+        other => return Err(DataError::file(path, format!("corrupt PNG: colour type {other}"))),
+    };
+    Ok(format!("{kind}{bits}"))
+}
+
+fn format_name(f: ImageFormat) -> &'static str {
+    match f {
+        ImageFormat::Png => "png",
+        ImageFormat::Jpeg => "jpeg",
+        ImageFormat::Bmp => "bmp",
+        ImageFormat::Tiff => "tiff",
+        _ => "other",
+    }
+}
+
+fn color_name(c: image::ExtendedColorType) -> String {
+    use image::ExtendedColorType as E;
+    match c {
+        E::L8 => "gray8".into(),
+        E::La8 => "gray+alpha8".into(),
+        E::Rgb8 => "rgb8".into(),
+        E::Rgba8 => "rgba8".into(),
+        E::L16 => "gray16".into(),
+        E::La16 => "gray+alpha16".into(),
+        E::Rgb16 => "rgb16".into(),
+        E::Rgba16 => "rgba16".into(),
+        E::Rgb32F => "rgb32f".into(),
+        E::Rgba32F => "rgba32f".into(),
+        E::L1 | E::L2 | E::L4 => "gray<8".into(),
+        E::Cmyk8 => "cmyk8".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// Turns a decoder error into a message that says what is wrong with the file and what to do.
+fn decode_error(path: &Path, format: &str, e: ImageError) -> DataError {
+    let fix = "re-export the file or remove it from the dataset";
+    let msg = match e {
+        ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            format!("truncated {format} file (it ends before the image data does); {fix}")
+        }
+        ImageError::IoError(io) => format!("cannot read: {io}"),
+        ImageError::Decoding(d) => format!("corrupt or truncated {format} data: {d}; {fix}"),
+        ImageError::Limits(l) => format!(
+            "too large to decode within the memory limit ({l}); downscale it first"
+        ),
+        ImageError::Unsupported(u) => format!("unsupported {format} variant: {u}; convert it to 8-bit PNG"),
+        other => format!("cannot decode {format}: {other}; {fix}"),
+    };
+    DataError::file(path, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_indices_identity_and_halving() {
+        assert_eq!(nearest_indices(4, 4), vec![0, 1, 2, 3]);
+        assert_eq!(nearest_indices(4, 2), vec![1, 3]); // centres of 2-pixel blocks: 1.0, 3.0
+        assert_eq!(nearest_indices(2, 4), vec![0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn normalize_chw_is_planar_and_centered() {
+        let img = RgbImage::from_raw(2, 1, vec![0, 128, 255, 255, 0, 51]).unwrap();
+        let v = normalize_chw(&img, [0.5; 3], [0.5; 3]);
+        // planes: R = [0, 255], G = [128, 0], B = [255, 51]
+        let want = [-1.0, 1.0, 128.0 / 127.5 - 1.0, -1.0, 1.0, 51.0 / 127.5 - 1.0];
+        for (a, b) in v.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{v:?}");
+        }
+        let imnet = normalize_chw(&img, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
+        assert!((imnet[0] - (0.0 - 0.485) / 0.229).abs() < 1e-6);
+        assert!((imnet[5] - (0.2 - 0.406) / 0.225).abs() < 1e-6);
+    }
+
+    #[test]
+    fn sixteen_bit_keeps_high_byte_and_alpha_is_dropped() {
+        let g16 = ImageBuffer::<image::Luma<u16>, _>::from_raw(2, 1, vec![0x12ff, 0xff00]).unwrap();
+        let rgb = to_rgb8(&DynamicImage::ImageLuma16(g16));
+        assert_eq!(rgb.as_raw(), &[0x12, 0x12, 0x12, 0xff, 0xff, 0xff]);
+        let rgba = image::RgbaImage::from_raw(1, 1, vec![10, 20, 30, 0]).unwrap();
+        assert_eq!(to_rgb8(&DynamicImage::ImageRgba8(rgba)).as_raw(), &[10, 20, 30]);
+    }
+
+    #[test]
+    fn binarize_counts_any_positive_channel_not_alpha() {
+        let rgba = image::RgbaImage::from_raw(3, 1, vec![0, 0, 0, 255, 0, 0, 1, 0, 7, 0, 0, 0]).unwrap();
+        assert_eq!(binarize(&DynamicImage::ImageRgba8(rgba)).as_raw(), &[0, 255, 255]);
+        let l16 = ImageBuffer::<image::Luma<u16>, _>::from_raw(2, 1, vec![1, 0]).unwrap();
+        assert_eq!(binarize(&DynamicImage::ImageLuma16(l16)).as_raw(), &[255, 0]);
+    }
+}
