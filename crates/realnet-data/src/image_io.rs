@@ -72,7 +72,8 @@ pub fn probe_with(path: &Path, opts: &DecodeOptions) -> Result<ImageInfo, DataEr
 /// applied, plus its header facts.
 pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<(DynamicImage, ImageInfo), DataError> {
     let (decoder, info, orientation) = open_decoder(path, opts)?;
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, info.format, e))?;
+    let mut img =
+        DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, info.format, e))?;
     img.apply_orientation(orientation);
     Ok((img, info))
 }
@@ -109,11 +110,12 @@ pub fn load_mask_native(path: &Path, opts: &DecodeOptions) -> Result<GrayImage, 
     Ok(binarize(&img))
 }
 
-/// Pillow's `Image.resize((w, h), Image.BILINEAR)` for 8-bit RGB: a separable triangle filter whose
-/// support grows with the shrink factor (antialiasing), horizontal pass first, rounding to 8 bit
-/// between passes. `fast_image_resize` implements exactly this convolution scheme.
+/// Pillow's `Image.resize((w, h), Image.BILINEAR)` for 8-bit RGB, bit for bit: a separable
+/// triangle filter whose support grows with the shrink factor (antialiasing), horizontal pass
+/// first (only over the rows the vertical pass reads), 22-bit fixed-point weights, rounding and
+/// clipping to 8 bit between the passes. A port of Pillow's `Resample.c`; `fast_image_resize`
+/// was tried first, but its 16-bit weights differ from Pillow by 1 in ~20% of values.
 pub fn resize_rgb(img: &RgbImage, w: u32, h: u32) -> RgbImage {
-    use fast_image_resize as fr;
     let (sw, sh) = img.dimensions();
     if (sw, sh) == (w, h) {
         return img.clone(); // Pillow returns a copy too
@@ -121,17 +123,103 @@ pub fn resize_rgb(img: &RgbImage, w: u32, h: u32) -> RgbImage {
     if sw == 0 || sh == 0 || w == 0 || h == 0 {
         return RgbImage::new(w, h);
     }
-    let resized = (|| {
-        let src = fr::images::ImageRef::new(sw, sh, img.as_raw(), fr::PixelType::U8x3).ok()?;
-        let mut dst = fr::images::Image::new(w, h, fr::PixelType::U8x3);
-        let opts = fr::ResizeOptions::new()
-            .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
-        fr::Resizer::new().resize(&src, &mut dst, &opts).ok()?;
-        RgbImage::from_raw(w, h, dst.into_vec())
-    })();
-    // The buffers above are built from consistent sizes, so the fallback is unreachable in practice;
-    // it keeps this function total instead of panicking.
-    resized.unwrap_or_else(|| RgbImage::new(w, h))
+    let (sw, sh, w, h) = (sw as usize, sh as usize, w as usize, h as usize);
+    let horiz = Coeffs::bilinear(sw, w);
+    let vert = Coeffs::bilinear(sh, h);
+    let src = img.as_raw();
+    // Rows of the source that the vertical pass uses.
+    let first = vert.bounds[0].0;
+    let last = vert.bounds[h - 1].0 + vert.bounds[h - 1].1;
+    let tmp: std::borrow::Cow<[u8]> = if sw != w {
+        let mut t = vec![0u8; (last - first) * w * 3];
+        for (ty, y) in (first..last).enumerate() {
+            let row = &src[y * sw * 3..(y + 1) * sw * 3];
+            let out = &mut t[ty * w * 3..(ty + 1) * w * 3];
+            for (x, &(xmin, n)) in horiz.bounds.iter().enumerate() {
+                let k = &horiz.k[x * horiz.ksize..x * horiz.ksize + n];
+                for c in 0..3 {
+                    let mut acc = ROUND;
+                    for (i, &kv) in k.iter().enumerate() {
+                        acc += row[(xmin + i) * 3 + c] as i64 * kv;
+                    }
+                    out[x * 3 + c] = clip8(acc);
+                }
+            }
+        }
+        std::borrow::Cow::Owned(t)
+    } else {
+        std::borrow::Cow::Borrowed(&src[first * sw * 3..last * sw * 3])
+    };
+    if sh == h {
+        return RgbImage::from_raw(w as u32, h as u32, tmp.into_owned())
+            .unwrap_or_else(|| RgbImage::new(w as u32, h as u32));
+    }
+    let mut out = vec![0u8; w * h * 3];
+    for (y, &(ymin, n)) in vert.bounds.iter().enumerate() {
+        let k = &vert.k[y * vert.ksize..y * vert.ksize + n];
+        let ymin = ymin - first;
+        for xc in 0..w * 3 {
+            let mut acc = ROUND;
+            for (i, &kv) in k.iter().enumerate() {
+                acc += tmp[(ymin + i) * w * 3 + xc] as i64 * kv;
+            }
+            out[y * w * 3 + xc] = clip8(acc);
+        }
+    }
+    RgbImage::from_raw(w as u32, h as u32, out).unwrap_or_else(|| RgbImage::new(w as u32, h as u32))
+}
+
+/// Pillow's fixed-point precision for 8-bit images (`PRECISION_BITS = 32 - 8 - 2`).
+const PRECISION_BITS: u32 = 22;
+const ROUND: i64 = 1 << (PRECISION_BITS - 1);
+
+fn clip8(acc: i64) -> u8 {
+    (acc >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Per output pixel: the first source index and tap count, and `ksize` fixed-point weights.
+struct Coeffs {
+    ksize: usize,
+    bounds: Vec<(usize, usize)>,
+    k: Vec<i64>,
+}
+
+impl Coeffs {
+    /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the bilinear (triangle) filter.
+    fn bilinear(in_size: usize, out_size: usize) -> Coeffs {
+        let scale = in_size as f64 / out_size as f64;
+        let filterscale = scale.max(1.0);
+        let support = filterscale; // triangle support 1.0 × filterscale
+        let ksize = support.ceil() as usize * 2 + 1;
+        let mut bounds = Vec::with_capacity(out_size);
+        let mut k = vec![0i64; out_size * ksize];
+        let mut w = vec![0f64; ksize];
+        for xx in 0..out_size {
+            let center = (xx as f64 + 0.5) * scale;
+            let ss = 1.0 / filterscale;
+            // C casts truncate toward zero; negative starts clamp to 0 either way.
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+            let n = xmax.saturating_sub(xmin).min(ksize);
+            let mut total = 0.0;
+            for (x, wx) in w.iter_mut().enumerate().take(n) {
+                let t = ((x + xmin) as f64 - center + 0.5) * ss;
+                *wx = (1.0 - t.abs()).max(0.0);
+                total += *wx;
+            }
+            for x in 0..n {
+                let v = if total != 0.0 { w[x] / total } else { w[x] };
+                let f = v * (1u64 << PRECISION_BITS) as f64;
+                k[xx * ksize + x] = if v < 0.0 {
+                    (f - 0.5) as i64
+                } else {
+                    (f + 0.5) as i64
+                };
+            }
+            bounds.push((xmin, n));
+        }
+        Coeffs { ksize, bounds, k }
+    }
 }
 
 /// Pillow's `Image.resize((w, h), Image.NEAREST)`: source index = trunc of a running sum that
@@ -261,7 +349,8 @@ fn open_decoder(
     path: &Path,
     opts: &DecodeOptions,
 ) -> Result<(impl ImageDecoder, ImageInfo, image::metadata::Orientation), DataError> {
-    let mut file = File::open(path).map_err(|e| DataError::file(path, format!("cannot open: {e}")))?;
+    let mut file =
+        File::open(path).map_err(|e| DataError::file(path, format!("cannot open: {e}")))?;
     let len = file
         .metadata()
         .map_err(|e| DataError::file(path, format!("cannot read: {e}")))?
@@ -291,10 +380,14 @@ fn open_decoder(
     // 8 bytes per pixel covers 16-bit RGBA; slack for decoder scratch buffers.
     limits.max_alloc = Some(opts.max_pixels.saturating_mul(8).saturating_add(64 << 20));
     reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(|e| decode_error(path, format_name, e))?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| decode_error(path, format_name, e))?;
     let (mut w, mut h) = decoder.dimensions();
     check_size(path, w, h, opts)?;
-    let orientation = decoder.orientation().map_err(|e| decode_error(path, format_name, e))?;
+    let orientation = decoder
+        .orientation()
+        .map_err(|e| decode_error(path, format_name, e))?;
     use image::metadata::Orientation as O;
     if matches!(
         orientation,
@@ -314,7 +407,10 @@ fn open_decoder(
 
 fn check_size(path: &Path, w: u32, h: u32, opts: &DecodeOptions) -> Result<(), DataError> {
     if w == 0 || h == 0 {
-        return Err(DataError::file(path, format!("header says {w}×{h} pixels: corrupt file")));
+        return Err(DataError::file(
+            path,
+            format!("header says {w}×{h} pixels: corrupt file"),
+        ));
     }
     let pixels = w as u64 * h as u64;
     if pixels > opts.max_pixels {
@@ -349,7 +445,9 @@ fn sniff_format(path: &Path, head: &[u8]) -> Result<ImageFormat, DataError> {
             ),
         )),
         Err(_) => {
-            let text = head.iter().all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+            let text = head
+                .iter()
+                .all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace());
             let what = if text { "text" } else { "unknown binary data" };
             Err(DataError::file(
                 path,
@@ -367,7 +465,10 @@ fn sniff_format(path: &Path, head: &[u8]) -> Result<ImageFormat, DataError> {
 /// decoder allocates anything.
 fn png_header(path: &Path, head: &[u8], opts: &DecodeOptions) -> Result<String, DataError> {
     if head.len() < 26 || &head[12..16] != b"IHDR" {
-        return Err(DataError::file(path, "truncated PNG: the IHDR header is missing"));
+        return Err(DataError::file(
+            path,
+            "truncated PNG: the IHDR header is missing",
+        ));
     }
     let be = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
     check_size(path, be(16), be(20), opts)?;
@@ -378,7 +479,12 @@ fn png_header(path: &Path, head: &[u8], opts: &DecodeOptions) -> Result<String, 
         3 => "palette",
         4 => "gray+alpha",
         6 => "rgba",
-        other => return Err(DataError::file(path, format!("corrupt PNG: colour type {other}"))),
+        other => {
+            return Err(DataError::file(
+                path,
+                format!("corrupt PNG: colour type {other}"),
+            ))
+        }
     };
     Ok(format!("{kind}{bits}"))
 }
@@ -421,10 +527,12 @@ fn decode_error(path: &Path, format: &str, e: ImageError) -> DataError {
         }
         ImageError::IoError(io) => format!("cannot read: {io}"),
         ImageError::Decoding(d) => format!("corrupt or truncated {format} data: {d}; {fix}"),
-        ImageError::Limits(l) => format!(
-            "too large to decode within the memory limit ({l}); downscale it first"
-        ),
-        ImageError::Unsupported(u) => format!("unsupported {format} variant: {u}; convert it to 8-bit PNG"),
+        ImageError::Limits(l) => {
+            format!("too large to decode within the memory limit ({l}); downscale it first")
+        }
+        ImageError::Unsupported(u) => {
+            format!("unsupported {format} variant: {u}; convert it to 8-bit PNG")
+        }
         other => format!("cannot decode {format}: {other}; {fix}"),
     };
     DataError::file(path, msg)
@@ -446,7 +554,14 @@ mod tests {
         let img = RgbImage::from_raw(2, 1, vec![0, 128, 255, 255, 0, 51]).unwrap();
         let v = normalize_chw(&img, [0.5; 3], [0.5; 3]);
         // planes: R = [0, 255], G = [128, 0], B = [255, 51]
-        let want = [-1.0, 1.0, 128.0 / 127.5 - 1.0, -1.0, 1.0, 51.0 / 127.5 - 1.0];
+        let want = [
+            -1.0,
+            1.0,
+            128.0 / 127.5 - 1.0,
+            -1.0,
+            1.0,
+            51.0 / 127.5 - 1.0,
+        ];
         for (a, b) in v.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{v:?}");
         }
@@ -461,14 +576,24 @@ mod tests {
         let rgb = to_rgb8(&DynamicImage::ImageLuma16(g16));
         assert_eq!(rgb.as_raw(), &[0x12, 0x12, 0x12, 0xff, 0xff, 0xff]);
         let rgba = image::RgbaImage::from_raw(1, 1, vec![10, 20, 30, 0]).unwrap();
-        assert_eq!(to_rgb8(&DynamicImage::ImageRgba8(rgba)).as_raw(), &[10, 20, 30]);
+        assert_eq!(
+            to_rgb8(&DynamicImage::ImageRgba8(rgba)).as_raw(),
+            &[10, 20, 30]
+        );
     }
 
     #[test]
     fn binarize_counts_any_positive_channel_not_alpha() {
-        let rgba = image::RgbaImage::from_raw(3, 1, vec![0, 0, 0, 255, 0, 0, 1, 0, 7, 0, 0, 0]).unwrap();
-        assert_eq!(binarize(&DynamicImage::ImageRgba8(rgba)).as_raw(), &[0, 255, 255]);
+        let rgba =
+            image::RgbaImage::from_raw(3, 1, vec![0, 0, 0, 255, 0, 0, 1, 0, 7, 0, 0, 0]).unwrap();
+        assert_eq!(
+            binarize(&DynamicImage::ImageRgba8(rgba)).as_raw(),
+            &[0, 255, 255]
+        );
         let l16 = ImageBuffer::<image::Luma<u16>, _>::from_raw(2, 1, vec![1, 0]).unwrap();
-        assert_eq!(binarize(&DynamicImage::ImageLuma16(l16)).as_raw(), &[255, 0]);
+        assert_eq!(
+            binarize(&DynamicImage::ImageLuma16(l16)).as_raw(),
+            &[255, 0]
+        );
     }
 }

@@ -143,7 +143,9 @@ pub fn inspect(cat: &Category, opts: &InspectOptions) -> Report {
     for (info, p) in checked {
         if let Some(i) = info {
             *sizes.entry((i.width, i.height)).or_insert(0) += 1;
-            *kinds.entry(format!("{} {}", i.format, i.color)).or_insert(0) += 1;
+            *kinds
+                .entry(format!("{} {}", i.format, i.color))
+                .or_insert(0) += 1;
         }
         problems.extend(p);
     }
@@ -260,7 +262,10 @@ fn split_summary(list: &[Sample]) -> SplitSummary {
     }
 }
 
-fn image_summary(sizes: &BTreeMap<(u32, u32), usize>, kinds: BTreeMap<String, usize>) -> ImageSummary {
+fn image_summary(
+    sizes: &BTreeMap<(u32, u32), usize>,
+    kinds: BTreeMap<String, usize>,
+) -> ImageSummary {
     let mut common: Vec<SizeCount> = sizes
         .iter()
         .map(|(&(width, height), &count)| SizeCount {
@@ -269,7 +274,11 @@ fn image_summary(sizes: &BTreeMap<(u32, u32), usize>, kinds: BTreeMap<String, us
             count,
         })
         .collect();
-    common.sort_by(|a, b| b.count.cmp(&a.count).then((a.width, a.height).cmp(&(b.width, b.height))));
+    common.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then((a.width, a.height).cmp(&(b.width, b.height)))
+    });
     common.truncate(10);
     let ws = sizes.keys().map(|k| k.0);
     let hs = sizes.keys().map(|k| k.1);
@@ -299,8 +308,18 @@ impl Report {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let _ = writeln!(o, "train     {} images ({})", self.train.total, per(&self.train));
-        let good = self.test.per_defect.get(crate::layout::GOOD).copied().unwrap_or(0);
+        let _ = writeln!(
+            o,
+            "train     {} images ({})",
+            self.train.total,
+            per(&self.train)
+        );
+        let good = self
+            .test
+            .per_defect
+            .get(crate::layout::GOOD)
+            .copied()
+            .unwrap_or(0);
         let _ = writeln!(
             o,
             "test      {} images: {} good, {} defective ({})",
@@ -330,9 +349,18 @@ impl Report {
                 im.distinct_sizes, im.min_width, im.max_width, im.min_height, im.max_height
             );
         }
-        let kinds = im.kinds.iter().map(|(k, v)| format!("{k} ({v})")).collect::<Vec<_>>().join(", ");
+        let kinds = im
+            .kinds
+            .iter()
+            .map(|(k, v)| format!("{k} ({v})"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let _ = writeln!(o, "kinds     {kinds}");
-        let how = if self.full_decode { "every image decoded" } else { "headers only" };
+        let how = if self.full_decode {
+            "every image decoded"
+        } else {
+            "headers only"
+        };
         let _ = writeln!(o, "checked   {} readable images, {how}", im.readable);
         if !self.ignored.is_empty() {
             let _ = writeln!(o, "ignored   {} non-image entries:", self.ignored.len());

@@ -133,8 +133,13 @@ impl Category {
                 )
             })
         };
-        let (c_obj, c_split, c_label, c_image, c_mask) =
-            (col("object")?, col("split")?, col("label")?, col("image")?, col("mask")?);
+        let (c_obj, c_split, c_label, c_image, c_mask) = (
+            col("object")?,
+            col("split")?,
+            col("label")?,
+            col("image")?,
+            col("mask")?,
+        );
         let mut train = Vec::new();
         let mut test = Vec::new();
         let mut objects = std::collections::BTreeSet::new();
@@ -151,14 +156,19 @@ impl Category {
                 other => {
                     return Err(DataError::file(
                         &csv_path,
-                        format!("line {}: label '{other}' (expected normal or anomaly)", n + 2),
+                        format!(
+                            "line {}: label '{other}' (expected normal or anomaly)",
+                            n + 2
+                        ),
                     ))
                 }
             };
             let sample = Sample {
                 path: root.join(get(c_image)),
                 defect: if anomalous { "anomaly" } else { GOOD }.to_string(),
-                mask: Some(get(c_mask)).filter(|m| !m.is_empty()).map(|m| root.join(m)),
+                mask: Some(get(c_mask))
+                    .filter(|m| !m.is_empty())
+                    .map(|m| root.join(m)),
             };
             match get(c_split) {
                 "train" => train.push(sample),
@@ -175,7 +185,10 @@ impl Category {
             let known: Vec<_> = objects.into_iter().collect();
             return Err(DataError::file(
                 &csv_path,
-                format!("no rows for object '{object}'; objects listed: {}", known.join(", ")),
+                format!(
+                    "no rows for object '{object}'; objects listed: {}",
+                    known.join(", ")
+                ),
             ));
         }
         for s in train.iter_mut().chain(test.iter_mut()) {
@@ -218,11 +231,15 @@ impl Category {
             .collect();
         let mut test = Vec::new();
         if let Some(dir) = normal_test {
-            test.extend(list_images(dir, &mut ignored)?.into_iter().map(|path| Sample {
-                path,
-                defect: GOOD.into(),
-                mask: None,
-            }));
+            test.extend(
+                list_images(dir, &mut ignored)?
+                    .into_iter()
+                    .map(|path| Sample {
+                        path,
+                        defect: GOOD.into(),
+                        mask: None,
+                    }),
+            );
         }
         let mut mask_index = MaskIndex::default();
         if let Some(m) = masks {
@@ -285,16 +302,14 @@ impl Category {
 
     /// Defective test images that have no mask.
     pub fn missing_masks(&self) -> impl Iterator<Item = &Sample> {
-        self.test.iter().filter(|s| s.is_anomalous() && s.mask.is_none())
+        self.test
+            .iter()
+            .filter(|s| s.is_anomalous() && s.mask.is_none())
     }
 }
 
 /// MVTec AD / MPDD and BTAD: `train/<normal>`, `test/<defect>`, `ground_truth/<defect>`.
-fn open_split_folders(
-    dir: &Path,
-    layout: LayoutKind,
-    normal: &str,
-) -> Result<Category, DataError> {
+fn open_split_folders(dir: &Path, layout: LayoutKind, normal: &str) -> Result<Category, DataError> {
     let mut ignored = Vec::new();
     let train_dir = dir.join("train").join(normal);
     let train = if train_dir.is_dir() {
@@ -330,7 +345,11 @@ fn open_split_folders(
             continue;
         }
         let folder = file_name_of(&ddir);
-        let defect = if folder == normal { GOOD.to_string() } else { folder.clone() };
+        let defect = if folder == normal {
+            GOOD.to_string()
+        } else {
+            folder.clone()
+        };
         let anomalous = defect != GOOD;
         if anomalous {
             masks.add_dir(&gt_dir.join(&folder), Some(&folder))?;
@@ -381,7 +400,10 @@ impl MaskIndex {
         if !dir.is_dir() {
             return Ok(()); // no masks for this defect: the samples report it
         }
-        for path in sorted_entries(dir)?.into_iter().filter(|p| has_image_extension(p)) {
+        for path in sorted_entries(dir)?
+            .into_iter()
+            .filter(|p| has_image_extension(p))
+        {
             let stem = stem_of(&path);
             // `000_mask.png` (MVTec, MPDD) is preferred over `000.png` (BTAD) for image `000`.
             let (key, preferred) = match stem.strip_suffix("_mask") {
@@ -398,15 +420,25 @@ impl MaskIndex {
     }
 
     fn take(&mut self, defect: Option<&str>, stem: &str) -> Option<PathBuf> {
-        let entry = self.by_stem.get_mut(&(defect.map(str::to_string), stem.to_string()))?;
+        let entry = self
+            .by_stem
+            .get_mut(&(defect.map(str::to_string), stem.to_string()))?;
         entry.1 = true;
         Some(entry.0.clone())
     }
 
     fn unused(&self) -> Vec<PathBuf> {
-        let used: std::collections::HashSet<&PathBuf> =
-            self.by_stem.values().filter(|(_, u)| *u).map(|(p, _)| p).collect();
-        self.all.iter().filter(|p| !used.contains(p)).cloned().collect()
+        let used: std::collections::HashSet<&PathBuf> = self
+            .by_stem
+            .values()
+            .filter(|(_, u)| *u)
+            .map(|(p, _)| p)
+            .collect();
+        self.all
+            .iter()
+            .filter(|p| !used.contains(p))
+            .cloned()
+            .collect()
     }
 }
 
@@ -420,7 +452,8 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
         .map_err(|e| DataError::file(dir, format!("cannot list the folder: {e}")))?;
     let mut out = Vec::new();
     for entry in rd {
-        let entry = entry.map_err(|e| DataError::file(dir, format!("cannot list the folder: {e}")))?;
+        let entry =
+            entry.map_err(|e| DataError::file(dir, format!("cannot list the folder: {e}")))?;
         if !entry.file_name().to_string_lossy().starts_with('.') {
             out.push(entry.path());
         }
@@ -447,11 +480,15 @@ fn sort_samples(v: &mut [Sample]) {
 }
 
 fn stem_of(p: &Path) -> String {
-    p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn file_name_of(p: &Path) -> String {
-    p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
 }
 
 /// Splits one CSV line; handles double-quoted fields (with `""` escapes).
@@ -481,7 +518,10 @@ mod tests {
 
     #[test]
     fn csv_fields_with_quotes_and_empty_mask() {
-        assert_eq!(split_csv_line("a,train,normal,a/x.JPG,"), vec!["a", "train", "normal", "a/x.JPG", ""]);
+        assert_eq!(
+            split_csv_line("a,train,normal,a/x.JPG,"),
+            vec!["a", "train", "normal", "a/x.JPG", ""]
+        );
         assert_eq!(split_csv_line("\"a,b\",\"q\"\"q\"\r"), vec!["a,b", "q\"q"]);
     }
 

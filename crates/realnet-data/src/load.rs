@@ -29,7 +29,10 @@ pub fn load_all_with(
     size: Option<(u32, u32)>,
     opts: &DecodeOptions,
 ) -> Vec<Result<Loaded, DataError>> {
-    samples.par_iter().map(|s| load_one(s, size, opts)).collect()
+    samples
+        .par_iter()
+        .map(|s| load_one(s, size, opts))
+        .collect()
 }
 
 /// Decodes one sample (see [`load_all`]).

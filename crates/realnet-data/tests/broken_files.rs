@@ -12,7 +12,8 @@ fn write(path: &Path, bytes: &[u8]) {
 
 fn png_bytes(img: &image::DynamicImage) -> Vec<u8> {
     let mut v = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut v), image::ImageFormat::Png).unwrap();
+    img.write_to(&mut std::io::Cursor::new(&mut v), image::ImageFormat::Png)
+        .unwrap();
     v
 }
 
@@ -47,7 +48,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         c ^= b as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -73,7 +78,10 @@ fn huge_png() -> Vec<u8> {
 fn rotated_jpeg() -> Vec<u8> {
     let mut jpg = Vec::new();
     rgb(4, 2, 9)
-        .write_to(&mut std::io::Cursor::new(&mut jpg), image::ImageFormat::Jpeg)
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpg),
+            image::ImageFormat::Jpeg,
+        )
         .unwrap();
     let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec();
     tiff.extend([0, 1]); // one IFD entry
@@ -102,15 +110,25 @@ fn build() -> Fixture {
     write(&train.join("a_rgb.png"), &good_png);
     write(&train.join("b_gray.png"), &png_bytes(&mask(8, 6, true)));
     let rgba = ImageBuffer::from_fn(3, 2, |x, _| Rgba([x as u8 * 50, 7, 9, 0]));
-    write(&train.join("c_rgba.png"), &png_bytes(&image::DynamicImage::ImageRgba8(rgba)));
+    write(
+        &train.join("c_rgba.png"),
+        &png_bytes(&image::DynamicImage::ImageRgba8(rgba)),
+    );
     write(&train.join("d_palette.png"), &palette_png());
-    let g16: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_raw(2, 1, vec![0xABCD, 0x00FF]).unwrap();
-    write(&train.join("e_sixteen.png"), &png_bytes(&image::DynamicImage::ImageLuma16(g16)));
+    let g16: ImageBuffer<Luma<u16>, Vec<u16>> =
+        ImageBuffer::from_raw(2, 1, vec![0xABCD, 0x00FF]).unwrap();
+    write(
+        &train.join("e_sixteen.png"),
+        &png_bytes(&image::DynamicImage::ImageLuma16(g16)),
+    );
     write(&train.join("f_one_px.png"), &png_bytes(&rgb(1, 1, 5)));
     let big = png_bytes(&rgb(64, 64, 3));
     write(&train.join("g_truncated.png"), &big[..big.len() / 2]);
     write(&train.join("h_empty.png"), b"");
-    write(&train.join("i_text.jpg"), b"this is not a picture, just some text\n");
+    write(
+        &train.join("i_text.jpg"),
+        b"this is not a picture, just some text\n",
+    );
     write(&train.join("j_huge.png"), &huge_png());
     write(&train.join("k_rotated.JPG"), &rotated_jpeg());
     write(&train.join("notes.txt"), b"ignored");
@@ -140,13 +158,22 @@ fn every_problem_is_reported_file_by_file() {
     let f = build();
     let cat = Category::open(&f.cat).unwrap();
     assert_eq!(cat.train.len(), 11); // notes.txt is not an image by name
-    assert_eq!(cat.ignored.iter().map(|p| name(p)).collect::<Vec<_>>(), ["notes.txt"]);
+    assert_eq!(
+        cat.ignored.iter().map(|p| name(p)).collect::<Vec<_>>(),
+        ["notes.txt"]
+    );
     assert_eq!(cat.test.len(), 6);
-    assert_eq!(cat.missing_masks().map(|s| s.stem()).collect::<Vec<_>>(), ["002"]);
+    assert_eq!(
+        cat.missing_masks().map(|s| s.stem()).collect::<Vec<_>>(),
+        ["002"]
+    );
 
     let report = inspect(&cat, &InspectOptions::default());
-    let got: Vec<(ProblemKind, String)> =
-        report.problems.iter().map(|p| (p.kind, name(&p.path))).collect();
+    let got: Vec<(ProblemKind, String)> = report
+        .problems
+        .iter()
+        .map(|p| (p.kind, name(&p.path)))
+        .collect();
     for p in &report.problems {
         eprintln!("{} [{:?}] {}", p.path.display(), p.kind, p.message);
         // every message names a fault a person can act on
@@ -167,12 +194,34 @@ fn every_problem_is_reported_file_by_file() {
         ]
     );
     let msg = |file: &str| {
-        report.problems.iter().find(|p| name(&p.path) == file).unwrap().message.clone()
+        report
+            .problems
+            .iter()
+            .find(|p| name(&p.path) == file)
+            .unwrap()
+            .message
+            .clone()
     };
-    assert!(msg("h_empty.png").contains("empty file"), "{}", msg("h_empty.png"));
-    assert!(msg("i_text.jpg").contains("not an image"), "{}", msg("i_text.jpg"));
-    assert!(msg("j_huge.png").contains("100000×100000"), "{}", msg("j_huge.png"));
-    assert!(msg("g_truncated.png").contains("png"), "{}", msg("g_truncated.png"));
+    assert!(
+        msg("h_empty.png").contains("empty file"),
+        "{}",
+        msg("h_empty.png")
+    );
+    assert!(
+        msg("i_text.jpg").contains("not an image"),
+        "{}",
+        msg("i_text.jpg")
+    );
+    assert!(
+        msg("j_huge.png").contains("100000×100000"),
+        "{}",
+        msg("j_huge.png")
+    );
+    assert!(
+        msg("g_truncated.png").contains("png"),
+        "{}",
+        msg("g_truncated.png")
+    );
     assert_eq!(report.masks.expected, 5);
     assert_eq!(report.masks.found, 4);
     assert_eq!(report.masks.unused, 1);
@@ -182,9 +231,18 @@ fn every_problem_is_reported_file_by_file() {
     assert_eq!(report.images.kinds.get("jpeg rgb8"), Some(&1));
 
     // Headers only: the truncated PNG passes (its header is intact), everything else is the same.
-    let quick = inspect(&cat, &InspectOptions { full_decode: false, ..Default::default() });
+    let quick = inspect(
+        &cat,
+        &InspectOptions {
+            full_decode: false,
+            ..Default::default()
+        },
+    );
     assert_eq!(quick.problems.len(), report.problems.len() - 1);
-    assert!(quick.problems.iter().all(|p| name(&p.path) != "g_truncated.png"));
+    assert!(quick
+        .problems
+        .iter()
+        .all(|p| name(&p.path) != "g_truncated.png"));
 }
 
 #[test]
@@ -193,7 +251,10 @@ fn good_files_load_and_bad_ones_fail_in_order() {
     let cat = Category::open(&f.cat).unwrap();
     let loaded = load_all(&cat.train, None);
     let ok: Vec<bool> = loaded.iter().map(|r| r.is_ok()).collect();
-    assert_eq!(ok, [true, true, true, true, true, true, false, false, false, false, true]);
+    assert_eq!(
+        ok,
+        [true, true, true, true, true, true, false, false, false, false, true]
+    );
     for (r, s) in loaded.iter().zip(&cat.train) {
         if let Err(e) = r {
             assert_eq!(e.path(), Some(s.path.as_path()), "error names its own file");
@@ -202,12 +263,20 @@ fn good_files_load_and_bad_ones_fail_in_order() {
     }
     let img = |i: usize| loaded[i].as_ref().unwrap().image.clone();
     assert_eq!(img(1).get_pixel(0, 0).0, [255, 255, 255]); // gray repeated
-    assert_eq!(img(2).as_raw(), &[0, 7, 9, 50, 7, 9, 100, 7, 9, 0, 7, 9, 50, 7, 9, 100, 7, 9]); // alpha 0 dropped, not composited
+    assert_eq!(
+        img(2).as_raw(),
+        &[0, 7, 9, 50, 7, 9, 100, 7, 9, 0, 7, 9, 50, 7, 9, 100, 7, 9]
+    ); // alpha 0 dropped, not composited
     assert_eq!(img(3).as_raw(), &[200, 100, 50, 10, 20, 30]); // palette expanded
     assert_eq!(img(4).as_raw(), &[0xAB, 0xAB, 0xAB, 0, 0, 0]); // 16 bit: high byte
     assert_eq!(img(5).dimensions(), (1, 1));
     assert_eq!(img(10).dimensions(), (2, 4)); // EXIF orientation 6 applied to a 4×2 JPEG
-    assert_eq!(realnet_data::image_io::probe(&cat.train[10].path).unwrap().width, 2);
+    assert_eq!(
+        realnet_data::image_io::probe(&cat.train[10].path)
+            .unwrap()
+            .width,
+        2
+    );
 
     // Resized loading: every good file comes out 16×16, a 1×1 image included.
     for r in load_all(&cat.train, Some((16, 16))).into_iter().flatten() {
@@ -217,7 +286,11 @@ fn good_files_load_and_bad_ones_fail_in_order() {
     // Test split: masks follow the image size; a missing mask is None; an undecodable mask fails
     // its sample.
     let test = load_all(&cat.test, Some((16, 16)));
-    let defects: Vec<_> = cat.test.iter().map(|s| (s.defect.as_str(), s.stem())).collect();
+    let defects: Vec<_> = cat
+        .test
+        .iter()
+        .map(|s| (s.defect.as_str(), s.stem()))
+        .collect();
     assert_eq!(defects[0], ("crack", "000".to_string()));
     assert_eq!(defects[5], ("good", "000".to_string()));
     let m0 = test[0].as_ref().unwrap().mask.as_ref().unwrap();
