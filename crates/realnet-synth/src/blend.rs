@@ -1,0 +1,53 @@
+//! Blending (spec §3): out = (1 − M)·I + M·(β·A + (1 − β)·I), in f32, cast to u8 by truncation
+//! (the official `astype(np.uint8)`).
+use image::{GrayImage, RgbImage};
+
+/// Blends `source` into `base` where `mask` is non-zero. All three must have the same size
+/// (the caller guarantees it; mismatched sizes are a programming error, checked in debug).
+pub fn blend(base: &RgbImage, mask: &GrayImage, source: &RgbImage, beta: f32) -> RgbImage {
+    debug_assert_eq!(base.dimensions(), mask.dimensions());
+    debug_assert_eq!(base.dimensions(), source.dimensions());
+    let mut out = base.clone();
+    let (o, a) = (&mut *out, source.as_raw());
+    for (i, &m) in mask.as_raw().iter().enumerate() {
+        if m == 0 {
+            continue; // (1 − 0)·I + 0 = I exactly
+        }
+        for c in 0..3 {
+            let k = 3 * i + c;
+            let (iv, av) = (o[k] as f32, a[k] as f32);
+            // Same operation order as the official code: β·(M·A) + (1−β)·(M·I), then + (1−M)·I.
+            let v = beta * av + (1.0 - beta) * iv + 0.0 * iv;
+            o[k] = v as u8; // `as` truncates toward zero and saturates
+        }
+    }
+    out
+}
+
+/// Fraction of non-zero mask pixels.
+pub fn mask_fraction(mask: &GrayImage) -> f64 {
+    let n = mask.as_raw().len();
+    if n == 0 {
+        return 0.0;
+    }
+    mask.as_raw().iter().filter(|&&v| v != 0).count() as f64 / n as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blend_truncates_and_keeps_outside() {
+        let base = RgbImage::from_pixel(2, 1, image::Rgb([100, 0, 255]));
+        let src = RgbImage::from_pixel(2, 1, image::Rgb([201, 255, 0]));
+        let mask = GrayImage::from_raw(2, 1, vec![0, 255]).unwrap();
+        let out = blend(&base, &mask, &src, 0.5);
+        assert_eq!(out.get_pixel(0, 0).0, [100, 0, 255]);
+        // 0.5·201 + 0.5·100 = 150.5 -> 150; 127.5 -> 127; 127.5 -> 127.
+        assert_eq!(out.get_pixel(1, 0).0, [150, 127, 127]);
+        let full = blend(&base, &mask, &src, 1.0);
+        assert_eq!(full.get_pixel(1, 0).0, [201, 255, 0]);
+        assert!((mask_fraction(&mask) - 0.5).abs() < 1e-12);
+    }
+}

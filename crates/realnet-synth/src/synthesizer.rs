@@ -1,0 +1,324 @@
+//! The per-sample synthesiser: anomaly type draw, Perlin × foreground mask, anomaly source,
+//! β, blending. Every random draw of sample `index` comes from `sample_rng(seed, index)`.
+use crate::augment::Op;
+use crate::blend::blend;
+use crate::foreground::{foreground_mask, ForegroundRule};
+use crate::perlin::{perlin_mask, PerlinParams};
+use crate::rng::sample_rng;
+use crate::sources::{Kind, Source, SourceSpec};
+use crate::SynthError;
+use image::{GrayImage, RgbImage};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::path::PathBuf;
+
+/// One source with its weight among the anomalous samples.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WeightedSource {
+    pub source: SourceSpec,
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Synthesis settings (defaults = the official training setup with procedural textures).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SynthConfig {
+    pub sources: Vec<WeightedSource>,
+    /// Probability that `sample` returns the clean image (paper: 0.5).
+    pub normal_prob: f64,
+    pub foreground: ForegroundRule,
+    /// Redraw the Perlin mask until mask ∧ foreground is non-empty (synth command). Training
+    /// keeps `false`, the official behaviour (an empty mask yields an effectively normal sample).
+    pub redraw_empty: bool,
+    pub perlin: PerlinParams,
+    /// β range per source kind; `None` = official (SIA 0.5–1, textures/procedural 0.2–1).
+    pub sia_beta: Option<(f64, f64)>,
+    pub texture_beta: Option<(f64, f64)>,
+}
+
+impl Default for SynthConfig {
+    fn default() -> Self {
+        SynthConfig {
+            sources: vec![WeightedSource {
+                source: SourceSpec::Procedural,
+                weight: 1.0,
+            }],
+            normal_prob: 0.5,
+            foreground: ForegroundRule::All,
+            redraw_empty: false,
+            perlin: PerlinParams::default(),
+            sia_beta: None,
+            texture_beta: None,
+        }
+    }
+}
+
+/// One synthesised training sample.
+#[derive(Debug, Clone)]
+pub struct SynthSample {
+    pub image: RgbImage,
+    /// 0/255, same size as the image.
+    pub mask: GrayImage,
+    pub kind: Kind,
+    /// Blending factor (0 for normal samples).
+    pub beta: f64,
+    pub source_file: Option<PathBuf>,
+    /// Texture augmentations applied to the source, in order.
+    pub ops: Vec<Op>,
+    /// Perlin masks drawn (more than 1 only with `redraw_empty`).
+    pub attempts: u32,
+    /// The foreground left no room for a mask after many redraws, so it was ignored.
+    pub foreground_ignored: bool,
+}
+
+/// Redraws of the Perlin mask before giving up on the foreground (with `redraw_empty`).
+const MAX_REDRAWS: u32 = 64;
+
+/// Opened sources + settings; cheap to share between threads (`&self` only).
+#[derive(Debug)]
+pub struct Synthesizer {
+    config: SynthConfig,
+    sources: Vec<(Source, f64, (f64, f64))>,
+    total_weight: f64,
+}
+
+fn check_range(name: &str, r: (f64, f64)) -> Result<(), SynthError> {
+    if !(0.0..=1.0).contains(&r.0) || !(0.0..=1.0).contains(&r.1) || r.0 >= r.1 {
+        return Err(SynthError::Config(format!(
+            "{name} must satisfy 0 <= lo < hi <= 1 (got {:?})",
+            r
+        )));
+    }
+    Ok(())
+}
+
+impl Synthesizer {
+    /// Validates the config and opens every source (texture folders are decoded now).
+    pub fn new(config: SynthConfig) -> Result<Synthesizer, SynthError> {
+        if config.sources.is_empty() {
+            return Err(SynthError::Config("no anomaly source configured".into()));
+        }
+        if !(0.0..=1.0).contains(&config.normal_prob) {
+            return Err(SynthError::Config(format!(
+                "normal_prob must be in [0, 1] (got {})",
+                config.normal_prob
+            )));
+        }
+        config.perlin.validate().map_err(SynthError::Config)?;
+        let mut sources = Vec::new();
+        for ws in &config.sources {
+            if !(ws.weight.is_finite() && ws.weight > 0.0) {
+                return Err(SynthError::Config(format!(
+                    "source {}: weight must be > 0 (got {})",
+                    ws.source, ws.weight
+                )));
+            }
+            let s = Source::open(&ws.source, (256, 256))?;
+            let beta = match s.kind() {
+                Kind::Sia => config.sia_beta,
+                _ => config.texture_beta,
+            }
+            .unwrap_or(s.default_beta());
+            check_range("beta range", beta)?;
+            sources.push((s, ws.weight, beta));
+        }
+        let total_weight = sources.iter().map(|s| s.1).sum();
+        Ok(Synthesizer {
+            config,
+            sources,
+            total_weight,
+        })
+    }
+
+    pub fn config(&self) -> &SynthConfig {
+        &self.config
+    }
+
+    /// The configured rule's foreground mask of a base image (compute once per base image).
+    pub fn foreground(&self, base: &RgbImage) -> GrayImage {
+        foreground_mask(&self.config.foreground, base)
+    }
+
+    /// A training sample: normal with probability `normal_prob`, else anomalous.
+    pub fn sample(
+        &self,
+        base: &RgbImage,
+        foreground: &GrayImage,
+        seed: u64,
+        index: u64,
+    ) -> SynthSample {
+        let mut rng = sample_rng(seed, index);
+        if rng.gen::<f64>() < self.config.normal_prob {
+            let (w, h) = base.dimensions();
+            return SynthSample {
+                image: base.clone(),
+                mask: GrayImage::new(w, h),
+                kind: Kind::Normal,
+                beta: 0.0,
+                source_file: None,
+                ops: Vec::new(),
+                attempts: 0,
+                foreground_ignored: false,
+            };
+        }
+        self.anomalous_with(&mut rng, base, foreground)
+    }
+
+    /// Always an anomaly (for AFS). Equals `sample` whenever `sample` draws an anomaly.
+    pub fn anomalous(
+        &self,
+        base: &RgbImage,
+        foreground: &GrayImage,
+        seed: u64,
+        index: u64,
+    ) -> SynthSample {
+        let mut rng = sample_rng(seed, index);
+        let _normal_draw: f64 = rng.gen();
+        self.anomalous_with(&mut rng, base, foreground)
+    }
+
+    fn anomalous_with(
+        &self,
+        rng: &mut ChaCha8Rng,
+        base: &RgbImage,
+        foreground: &GrayImage,
+    ) -> SynthSample {
+        let (w, h) = base.dimensions();
+        // Source choice first: a categorical draw over the weights.
+        let mut pick = rng.gen::<f64>() * self.total_weight;
+        let mut chosen = &self.sources[self.sources.len() - 1];
+        for s in &self.sources {
+            if pick < s.1 {
+                chosen = s;
+                break;
+            }
+            pick -= s.1;
+        }
+        let (source, _, beta_range) = chosen;
+        let fg_ok = foreground.dimensions() == (w, h);
+        let fg = foreground.as_raw();
+        let mut attempts = 0;
+        let mut foreground_ignored = !fg_ok;
+        let mask = loop {
+            attempts += 1;
+            let mut m = perlin_mask(rng, w, h, &self.config.perlin);
+            if !foreground_ignored {
+                m.iter_mut()
+                    .zip(fg)
+                    .for_each(|(v, &f)| *v = if f != 0 { *v } else { 0 });
+            }
+            let empty = m.iter().all(|&v| v == 0);
+            if !empty || !self.config.redraw_empty || attempts >= 4 * MAX_REDRAWS {
+                break m;
+            }
+            if attempts == MAX_REDRAWS {
+                foreground_ignored = true;
+            }
+        };
+        let drawn = source.draw(rng, w, h);
+        let beta = rng.gen_range(beta_range.0..beta_range.1);
+        let image = blend(base, &mask, &drawn.image, beta as f32);
+        SynthSample {
+            image,
+            mask,
+            kind: source.kind(),
+            beta,
+            source_file: drawn.file,
+            ops: drawn.ops,
+            attempts,
+            foreground_ignored,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> RgbImage {
+        RgbImage::from_fn(64, 64, |x, y| {
+            image::Rgb([(x * 4) as u8, (y * 4) as u8, 128])
+        })
+    }
+
+    #[test]
+    fn normal_fraction_and_consistency_with_anomalous() {
+        let s = Synthesizer::new(SynthConfig::default()).unwrap();
+        let b = base();
+        let fg = s.foreground(&b);
+        let mut normal = 0;
+        for i in 0..400 {
+            let x = s.sample(&b, &fg, 7, i);
+            if x.kind == Kind::Normal {
+                normal += 1;
+                assert_eq!(x.image, b);
+                assert!(x.mask.iter().all(|&v| v == 0));
+            } else {
+                let y = s.anomalous(&b, &fg, 7, i);
+                assert_eq!(x.image, y.image);
+                assert_eq!(x.mask, y.mask);
+            }
+        }
+        // Binomial(400, 0.5): 5 sigma = 50.
+        assert!((150..=250).contains(&normal), "{normal}");
+    }
+
+    #[test]
+    fn redraw_gives_nonempty_masks_inside_foreground() {
+        let cfg = SynthConfig {
+            redraw_empty: true,
+            ..SynthConfig::default()
+        };
+        let s = Synthesizer::new(cfg).unwrap();
+        let b = base();
+        // Foreground = left half only.
+        let fg = GrayImage::from_fn(64, 64, |x, _| image::Luma([if x < 32 { 255 } else { 0 }]));
+        for i in 0..50 {
+            let x = s.anomalous(&b, &fg, 1, i);
+            assert!(x.mask.iter().any(|&v| v == 255));
+            assert!(!x.foreground_ignored);
+            for (p, (&m, &f)) in x.mask.iter().zip(fg.iter()).enumerate() {
+                assert!(m == 0 || f == 255, "mask outside foreground at {p}");
+            }
+            for (q, (o, bb)) in x.image.pixels().zip(b.pixels()).enumerate() {
+                if x.mask.as_raw()[q] == 0 {
+                    assert_eq!(o, bb);
+                }
+            }
+            assert!((0.2..1.0).contains(&x.beta));
+        }
+    }
+
+    #[test]
+    fn bad_configs_are_rejected() {
+        let bad = |c: SynthConfig| Synthesizer::new(c).unwrap_err().to_string();
+        assert!(bad(SynthConfig {
+            sources: vec![],
+            ..Default::default()
+        })
+        .contains("no anomaly source"));
+        assert!(bad(SynthConfig {
+            normal_prob: 1.5,
+            ..Default::default()
+        })
+        .contains("normal_prob"));
+        assert!(bad(SynthConfig {
+            sia_beta: None,
+            texture_beta: Some((0.9, 0.1)),
+            ..Default::default()
+        })
+        .contains("beta"));
+        let cfg: SynthConfig = serde_json::from_str(
+            r#"{"sources":[{"source":"procedural","weight":2}],"foreground":"otsu:gray:dark:close6:open6","redraw_empty":true}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.sources[0].weight, 2.0);
+        assert!(cfg.redraw_empty);
+        assert_eq!(cfg.normal_prob, 0.5);
+    }
+}
