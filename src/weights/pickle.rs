@@ -104,7 +104,7 @@ impl<'a> Vm<'a> {
         if self
             .pos
             .checked_add(n)
-            .map_or(true, |end| end > self.data.len())
+            .is_none_or(|end| end > self.data.len())
         {
             return self.err(format!(
                 "needs {n} more bytes but the data ends (truncated file?)"
@@ -183,7 +183,7 @@ impl<'a> Vm<'a> {
         Ok(())
     }
     fn set_items(&mut self, items: Vec<Value>) -> Result<(), PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return self.err("SETITEMS with an odd number of items");
         }
         let pos = self.pos;

@@ -150,7 +150,7 @@ fn read_legacy(bytes: &[u8]) -> Result<Checkpoint> {
         .collect::<Result<_>>()?;
     // Element types and view layout come from the persistent ids in the main pickle.
     let mut roots: HashMap<String, Dtype> = HashMap::new();
-    let mut views: Vec<(Value, String, Option<(String, usize, usize)>)> = Vec::new();
+    let mut views: Vec<(Value, String, Option<StorageView>)> = Vec::new();
     collect_storages(&root, &mut |pid| {
         // ('storage', storage_type, root_key, location, size, view_metadata)
         let t = pid
@@ -236,6 +236,9 @@ fn read_legacy(bytes: &[u8]) -> Result<Checkpoint> {
     }
     extract(&root, &keys, &storages, "legacy")
 }
+
+/// A legacy storage view: (view key, offset, size) in elements of its root storage.
+type StorageView = (String, usize, usize);
 
 fn read_u64(bytes: &[u8], pos: &mut usize) -> Result<u64> {
     let b = bytes

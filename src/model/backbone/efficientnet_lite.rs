@@ -226,5 +226,18 @@ mod tests {
         let w: Vec<i64> = STAGES.iter().map(|s| round_filters(s.3, 1.1)).collect();
         assert_eq!(w, vec![16, 24, 48, 88, 120, 208, 352]);
         assert_eq!(stage_repeats(1.2).iter().sum::<usize>(), 21);
+        // Lite1/3/4 (no weights here): derived from the TF multipliers, pinned in docs/backbones.md.
+        assert_eq!(
+            (feature_blocks(1), feature_channels(1)),
+            ([3, 6, 14, 20], [24, 40, 112, 320])
+        );
+        assert_eq!(
+            (feature_blocks(3), feature_channels(3)),
+            ([3, 6, 16, 23], [32, 48, 136, 384])
+        );
+        assert_eq!(
+            (feature_blocks(4), feature_channels(4)),
+            ([4, 8, 20, 29], [32, 56, 160, 448])
+        );
     }
 }

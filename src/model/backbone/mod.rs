@@ -338,7 +338,7 @@ fn guess_architecture(found: &HashMap<String, Vec<i64>>, not: BackboneKind) -> O
     let mut best: Option<(f64, bool, BackboneKind)> = None;
     for k in BackboneKind::ALL.into_iter().filter(|k| *k != not) {
         let (score, exact) = strict::fit(&k.expected_tensors(), found);
-        if best.map_or(true, |(s, e, _)| (exact, score) > (e, s)) {
+        if best.is_none_or(|(s, e, _)| (exact, score) > (e, s)) {
             best = Some((score, exact, k));
         }
     }
