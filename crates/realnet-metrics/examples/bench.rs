@@ -26,7 +26,7 @@ impl Rng {
 
 fn blob_mask(rng: &mut Rng, s: usize) -> Vec<bool> {
     let mut m = vec![false; s * s];
-    let n = 6 + (rng.next() % 30) as usize;
+    let n = 10 + (rng.next() % 34) as usize;
     for _ in 0..n {
         let (cy, cx) = (rng.range(0.0, s as f64), rng.range(0.0, s as f64));
         let r = s as f64 / 256.0;
