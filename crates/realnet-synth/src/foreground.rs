@@ -343,8 +343,8 @@ pub fn triangle_threshold(v: &[u8]) -> i32 {
     let mut thresh = left as i64;
     let (a, b) = (max as f64, left as f64 - max_ind as f64);
     let mut dist = 0f64;
-    for i in left + 1..=max_ind {
-        let d = a * i as f64 + b * h[i] as f64;
+    for (i, &hi) in h.iter().enumerate().take(max_ind + 1).skip(left + 1) {
+        let d = a * i as f64 + b * hi as f64;
         if d > dist {
             dist = d;
             thresh = i as i64;

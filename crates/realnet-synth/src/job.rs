@@ -459,8 +459,8 @@ pub fn outline(img: &RgbImage, mask: &GrayImage) -> RgbImage {
     }
     let mut mean = [0f64; 3];
     for &(x, y) in &edge {
-        for c in 0..3 {
-            mean[c] += img.get_pixel(x, y).0[c] as f64 / edge.len() as f64;
+        for (m, &v) in mean.iter_mut().zip(&img.get_pixel(x, y).0) {
+            *m += v as f64 / edge.len() as f64;
         }
     }
     let palette = [

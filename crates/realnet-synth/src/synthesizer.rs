@@ -280,7 +280,7 @@ mod tests {
         let fg = GrayImage::from_fn(64, 64, |x, _| image::Luma([if x < 32 { 255 } else { 0 }]));
         for i in 0..50 {
             let x = s.anomalous(&b, &fg, 1, i);
-            assert!(x.mask.iter().any(|&v| v == 255));
+            assert!(x.mask.contains(&255));
             assert!(!x.foreground_ignored);
             for (p, (&m, &f)) in x.mask.iter().zip(fg.iter()).enumerate() {
                 assert!(m == 0 || f == 255, "mask outside foreground at {p}");
