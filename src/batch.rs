@@ -3,7 +3,12 @@ use image::{GrayImage, RgbImage};
 use tch::{Device, Kind, Tensor};
 
 /// N×3×H×W float tensor, x/255 normalised per channel with (mean, std).
-pub fn images_to_tensor(imgs: &[&RgbImage], mean: [f64; 3], std: [f64; 3], device: Device) -> Tensor {
+pub fn images_to_tensor(
+    imgs: &[&RgbImage],
+    mean: [f64; 3],
+    std: [f64; 3],
+    device: Device,
+) -> Tensor {
     let (w, h) = imgs.first().map(|i| i.dimensions()).unwrap_or((0, 0));
     let mean = mean.map(|v| v as f32);
     let std = std.map(|v| v as f32);
@@ -30,7 +35,10 @@ pub fn masks_to_tensor(masks: &[&GrayImage], device: Device) -> Tensor {
 
 /// Rows of an N×H×W float tensor as host vectors.
 pub fn maps_to_host(maps: &Tensor) -> Vec<Vec<f32>> {
-    let maps = maps.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+    let maps = maps
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous();
     (0..maps.size()[0])
         .map(|i| Vec::<f32>::try_from(maps.get(i).flatten(0, -1)).unwrap_or_default())
         .collect()
@@ -56,6 +64,9 @@ mod tests {
     fn masks_are_binary() {
         let m = GrayImage::from_raw(3, 1, vec![0, 1, 255]).unwrap();
         let t = masks_to_tensor(&[&m], Device::Cpu);
-        assert_eq!(Vec::<f32>::try_from(t.flatten(0, -1)).unwrap(), vec![0.0, 1.0, 1.0]);
+        assert_eq!(
+            Vec::<f32>::try_from(t.flatten(0, -1)).unwrap(),
+            vec![0.0, 1.0, 1.0]
+        );
     }
 }

@@ -102,7 +102,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }
 
@@ -137,7 +140,11 @@ pub fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>, UserError> {
 }
 
 /// Copies tensors into the VarStore; every missing or wrongly shaped variable is listed in one error.
-pub fn load_vars(vs: &nn::VarStore, named: &HashMap<String, Tensor>, file: &Path) -> Result<(), UserError> {
+pub fn load_vars(
+    vs: &nn::VarStore,
+    named: &HashMap<String, Tensor>,
+    file: &Path,
+) -> Result<(), UserError> {
     let mut problems = Vec::new();
     let vars = vs.variables();
     let mut names: Vec<&String> = vars.keys().collect();
@@ -160,13 +167,22 @@ pub fn load_vars(vs: &nn::VarStore, named: &HashMap<String, Tensor>, file: &Path
     if problems.is_empty() {
         return Ok(());
     }
-    let shown = problems.iter().take(12).cloned().collect::<Vec<_>>().join("; ");
+    let shown = problems
+        .iter()
+        .take(12)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
     let more = problems.len().saturating_sub(12);
     Err(UserError::BadModel(format!(
         "{}: does not match the model described by config.toml ({} problem(s): {shown}{})",
         file.display(),
         problems.len(),
-        if more > 0 { format!("; and {more} more") } else { String::new() }
+        if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        }
     )))
 }
 
@@ -222,8 +238,16 @@ mod tests {
         let _a = vs.root().zeros("a", &[2]);
         let _b = vs.root().zeros("b", &[3]);
         let mut named = HashMap::new();
-        named.insert("a".to_string(), Tensor::zeros([5], (tch::Kind::Float, tch::Device::Cpu)));
-        let e = load_vars(&vs, &named, Path::new("m.safetensors")).unwrap_err().to_string();
-        assert!(e.contains("missing tensor 'b'") && e.contains("'a' has shape [5]"), "{e}");
+        named.insert(
+            "a".to_string(),
+            Tensor::zeros([5], (tch::Kind::Float, tch::Device::Cpu)),
+        );
+        let e = load_vars(&vs, &named, Path::new("m.safetensors"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("missing tensor 'b'") && e.contains("'a' has shape [5]"),
+            "{e}"
+        );
     }
 }

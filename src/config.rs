@@ -92,7 +92,12 @@ impl Config {
                 num_res_blocks: 2,
                 attention_mult: vec![2, 4],
                 head_channels: 64,
-                rrs: RrsConfig { top_max: 256, top_mean: 256, residual_layers: 2, hidden: 128 },
+                rrs: RrsConfig {
+                    top_max: 256,
+                    top_mean: 256,
+                    residual_layers: 2,
+                    hidden: 128,
+                },
                 score_pool: 16,
             },
             train: TrainConfig {
@@ -119,8 +124,17 @@ impl Config {
         c.preset = "lite".into();
         c.model.backbone = "efficientnet_lite2".into();
         c.model.afs_keep = vec![24, 48, 96, 128];
-        c.model.recon_base = vec![32, 48, 64, 64];
-        c.model.rrs = RrsConfig { top_max: 64, top_mean: 64, residual_layers: 2, hidden: 64 };
+        c.model.recon_base = vec![16, 24, 32, 32];
+        // Attention over 32×32 tokens (factor 2 on the stride-4 block) dominates CPU time; keep the
+        // coarser one and the middle.
+        c.model.attention_mult = vec![4];
+        c.model.rrs = RrsConfig {
+            top_max: 32,
+            top_mean: 32,
+            residual_layers: 2,
+            hidden: 32,
+        };
+        c.train.batch_size = 8;
         c.train.steps = 1500;
         c.train.afs_batches = 16;
         c.train.checkpoint_every = 250;
@@ -129,7 +143,11 @@ impl Config {
 
     /// Preset, then the TOML file, then each `key=value` (dotted keys, TOML values; a bare word is a
     /// string). Unknown keys and wrong types are errors.
-    pub fn resolve(preset: &str, file: Option<&Path>, sets: &[String]) -> Result<Config, UserError> {
+    pub fn resolve(
+        preset: &str,
+        file: Option<&Path>,
+        sets: &[String],
+    ) -> Result<Config, UserError> {
         let mut value = toml::Value::try_from(Self::preset(preset)?)
             .map_err(|e| UserError::BadModel(format!("internal: preset to TOML: {e}")))?;
         if let Some(path) = file {
@@ -143,7 +161,9 @@ impl Config {
         }
         for s in sets {
             let (key, raw) = s.split_once('=').ok_or_else(|| {
-                UserError::BadModel(format!("--set '{s}': expected key=value, e.g. train.steps=500"))
+                UserError::BadModel(format!(
+                    "--set '{s}': expected key=value, e.g. train.steps=500"
+                ))
             })?;
             let v = parse_value(raw.trim());
             set_path(&mut value, key.trim(), v)
@@ -158,9 +178,8 @@ impl Config {
 
     /// Reads a saved, resolved configuration (a run folder's `config.toml`).
     pub fn load(path: &Path) -> Result<Config, UserError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            UserError::BadModel(format!("{}: cannot read: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| UserError::BadModel(format!("{}: cannot read: {e}", path.display())))?;
         let cfg: Config = toml::from_str(&text)
             .map_err(|e| UserError::BadModel(format!("{}: {e}", path.display())))?;
         cfg.validate()?;
@@ -176,13 +195,18 @@ impl Config {
         let bad = |m: String| Err(UserError::BadModel(format!("configuration: {m}")));
         let m = &self.model;
         if m.afs_keep.len() != 4 || m.recon_base.len() != 4 {
-            return bad("model.afs_keep and model.recon_base need 4 entries (strides 4, 8, 16, 32)".into());
+            return bad(
+                "model.afs_keep and model.recon_base need 4 entries (strides 4, 8, 16, 32)".into(),
+            );
         }
         if m.afs_keep.iter().chain(&m.recon_base).any(|&c| c < 1) {
             return bad("model.afs_keep and model.recon_base must be ≥ 1".into());
         }
         if m.image_size < 32 || m.image_size % 32 != 0 {
-            return bad(format!("model.image_size = {} must be a multiple of 32, ≥ 32", m.image_size));
+            return bad(format!(
+                "model.image_size = {} must be a multiple of 32, ≥ 32",
+                m.image_size
+            ));
         }
         if m.channel_mult.is_empty() || m.channel_mult.iter().any(|&x| x < 1) {
             return bad("model.channel_mult needs positive entries".into());
@@ -197,7 +221,10 @@ impl Config {
             ));
         }
         if m.score_pool < 1 || m.score_pool > m.image_size {
-            return bad(format!("model.score_pool = {} must be in 1..={}", m.score_pool, m.image_size));
+            return bad(format!(
+                "model.score_pool = {} must be in 1..={}",
+                m.score_pool, m.image_size
+            ));
         }
         if m.rrs.top_max + m.rrs.top_mean < 1 || m.rrs.hidden < 1 {
             return bad("model.rrs: top_max + top_mean and hidden must be ≥ 1".into());
@@ -210,10 +237,16 @@ impl Config {
             return bad("train.steps or train.epochs must be > 0".into());
         }
         if !(0.0..1.0).contains(&t.normal_prob) {
-            return bad(format!("train.normal_prob = {} must be in [0, 1)", t.normal_prob));
+            return bad(format!(
+                "train.normal_prob = {} must be in [0, 1)",
+                t.normal_prob
+            ));
         }
         if !(0.0..0.9).contains(&t.val_fraction) {
-            return bad(format!("train.val_fraction = {} must be in [0, 0.9)", t.val_fraction));
+            return bad(format!(
+                "train.val_fraction = {} must be in [0, 0.9)",
+                t.val_fraction
+            ));
         }
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return bad(format!("train.lr = {} must be positive", t.lr));
@@ -301,8 +334,12 @@ mod tests {
 
     #[test]
     fn set_overrides_and_rejects_unknown_keys() {
-        let c = Config::resolve("lite", None, &["train.steps=7".into(), "model.backbone=mobilenet_v2".into()])
-            .unwrap();
+        let c = Config::resolve(
+            "lite",
+            None,
+            &["train.steps=7".into(), "model.backbone=mobilenet_v2".into()],
+        )
+        .unwrap();
         assert_eq!(c.train.steps, 7);
         assert_eq!(c.model.backbone, "mobilenet_v2");
         let e = Config::resolve("lite", None, &["train.stepz=7".into()]).unwrap_err();
@@ -321,6 +358,9 @@ mod tests {
         let e = Config::resolve("lite", Some(&p), &[]).unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
         std::fs::write(&p, "[train]\nsteps = 3\n").unwrap();
-        assert_eq!(Config::resolve("lite", Some(&p), &[]).unwrap().train.steps, 3);
+        assert_eq!(
+            Config::resolve("lite", Some(&p), &[]).unwrap().train.steps,
+            3
+        );
     }
 }

@@ -27,7 +27,8 @@ impl Rng {
 /// A normal surface: a weave of two sinusoid families with per-image jitter, plus grain.
 pub fn surface(size: u32, seed: u64) -> RgbImage {
     let mut r = Rng(seed);
-    let (p1, p2) = (r.range(0.0, 6.28), r.range(0.0, 6.28));
+    let tau = std::f32::consts::TAU;
+    let (p1, p2) = (r.range(0.0, tau), r.range(0.0, tau));
     let freq = r.range(0.34, 0.38);
     let tint = r.range(-8.0, 8.0);
     let mut img = RgbImage::new(size, size);
@@ -90,8 +91,8 @@ pub fn draw_defect(img: &mut RgbImage, kind: &str, seed: u64) -> GrayImage {
         for x in 0..img.width() {
             if inside(x as f32 + 0.5, y as f32 + 0.5) {
                 let p = img.get_pixel_mut(x, y);
-                for c in 0..3 {
-                    p.0[c] = (p.0[c] as f32 * (1.0 - strength) + colour[c] * strength) as u8;
+                for (v, c) in p.0.iter_mut().zip(colour) {
+                    *v = (*v as f32 * (1.0 - strength) + c * strength) as u8;
                 }
                 mask.put_pixel(x, y, Luma([255]));
             }
@@ -103,16 +104,28 @@ pub fn draw_defect(img: &mut RgbImage, kind: &str, seed: u64) -> GrayImage {
 pub const DEFECTS: [&str; 3] = ["scratch", "stain", "hole"];
 
 /// Writes the built-in category in MVTec AD layout under `dir`.
-pub fn write_dataset(dir: &Path, size: u32, n_train: usize, n_good_test: usize, per_defect: usize) -> anyhow::Result<()> {
+pub fn write_dataset(
+    dir: &Path,
+    size: u32,
+    n_train: usize,
+    n_good_test: usize,
+    per_defect: usize,
+) -> anyhow::Result<()> {
     let save = |img: &RgbImage, p: &Path| crate::evaluate::save_png_atomic(img, p);
     let mk = |p: &Path| std::fs::create_dir_all(p);
     mk(&dir.join("train/good"))?;
     mk(&dir.join("test/good"))?;
     for i in 0..n_train {
-        save(&surface(size, i as u64), &dir.join(format!("train/good/{i:03}.png")))?;
+        save(
+            &surface(size, i as u64),
+            &dir.join(format!("train/good/{i:03}.png")),
+        )?;
     }
     for i in 0..n_good_test {
-        save(&surface(size, 10_000 + i as u64), &dir.join(format!("test/good/{i:03}.png")))?;
+        save(
+            &surface(size, 10_000 + i as u64),
+            &dir.join(format!("test/good/{i:03}.png")),
+        )?;
     }
     for (k, kind) in DEFECTS.iter().enumerate() {
         mk(&dir.join(format!("test/{kind}")))?;
@@ -124,7 +137,10 @@ pub fn write_dataset(dir: &Path, size: u32, n_train: usize, n_good_test: usize, 
             save(&img, &dir.join(format!("test/{kind}/{i:03}.png")))?;
             let mut buf = std::io::Cursor::new(Vec::new());
             mask.write_to(&mut buf, image::ImageFormat::Png)?;
-            crate::bundle::write_atomic(&dir.join(format!("ground_truth/{kind}/{i:03}_mask.png")), buf.get_ref())?;
+            crate::bundle::write_atomic(
+                &dir.join(format!("ground_truth/{kind}/{i:03}_mask.png")),
+                buf.get_ref(),
+            )?;
         }
     }
     Ok(())

@@ -40,7 +40,9 @@ pub fn set_threads(threads: Option<usize>) {
         tch::set_num_threads(n as i32);
         tch::set_num_interop_threads(1);
         // A second initialisation attempt fails harmlessly (the global pool already exists).
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
     }
 }
 

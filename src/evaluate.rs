@@ -79,7 +79,9 @@ pub fn test(det: &Detector, opts: &TestOptions) -> anyhow::Result<TestOutcome> {
             scored.push(Scored {
                 defect: s.defect.clone(),
                 name: format!("{}/{}", s.defect, s.stem()),
-                mask: mask.as_ref().map(|m| m.as_raw().iter().map(|&v| v > 0).collect()),
+                mask: mask
+                    .as_ref()
+                    .map(|m| m.as_raw().iter().map(|&v| v > 0).collect()),
                 map: Map::new(p.size as usize, p.size as usize, p.map)?,
                 image_score: p.score as f32,
             });
@@ -88,7 +90,11 @@ pub fn test(det: &Detector, opts: &TestOptions) -> anyhow::Result<TestOutcome> {
     }
     bar.finish_and_clear();
     let report = realnet_metrics::evaluate(&scored).context("computing metrics")?;
-    Ok(TestOutcome { report, images, skipped })
+    Ok(TestOutcome {
+        report,
+        images,
+        skipped,
+    })
 }
 
 fn write_outputs(
@@ -102,7 +108,12 @@ fn write_outputs(
     if let Some(dir) = &opts.maps_out {
         let d = dir.join(&s.defect);
         std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
-        write_npy_f32(&d.join(format!("{}.npy", s.stem())), p.size as usize, p.size as usize, &p.map)?;
+        write_npy_f32(
+            &d.join(format!("{}.npy", s.stem())),
+            p.size as usize,
+            p.size as usize,
+            &p.map,
+        )?;
     }
     if let Some(dir) = &opts.overlays_out {
         let d = dir.join(&s.defect);
@@ -134,7 +145,8 @@ pub fn write_npy_f32(path: &Path, h: usize, w: usize, data: &[f32]) -> anyhow::R
 pub fn save_png_atomic(img: &RgbImage, path: &Path) -> anyhow::Result<()> {
     let mut buf = std::io::Cursor::new(Vec::new());
     img.write_to(&mut buf, image::ImageFormat::Png)?;
-    crate::bundle::write_atomic(path, buf.get_ref()).with_context(|| format!("writing {}", path.display()))
+    crate::bundle::write_atomic(path, buf.get_ref())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -38,7 +38,8 @@ impl Detector {
     pub fn load(run: &Path, weights: Option<&Path>, device: Device) -> anyhow::Result<Detector> {
         let meta = bundle::read_meta(run)?;
         let config = Config::load(&run.join(bundle::CONFIG))?;
-        let kind = BackboneKind::parse(&meta.backbone).map_err(|e| UserError::BadModel(e.to_string()))?;
+        let kind =
+            BackboneKind::parse(&meta.backbone).map_err(|e| UserError::BadModel(e.to_string()))?;
         let wpath = resolve_weights(weights, &meta, kind)?;
         let backbone = Backbone::load(kind, &wpath, device)?;
         if let (Some(want), Some(got)) = (&meta.backbone_sha256, backbone.weights_sha256()) {
@@ -58,7 +59,14 @@ impl Detector {
         let named = bundle::read_tensors(&mpath)?;
         bundle::load_vars(&vs, &named, &mpath)?;
         vs.freeze();
-        Ok(Detector { meta, config, backbone, net, _vs: vs, device })
+        Ok(Detector {
+            meta,
+            config,
+            backbone,
+            net,
+            _vs: vs,
+            device,
+        })
     }
 
     pub fn image_size(&self) -> u32 {
@@ -77,7 +85,8 @@ impl Detector {
             let maps = realnet::anomaly_map(&out.logits);
             let scores = realnet::image_scores(&maps, self.meta.score_pool);
             let scores: Vec<f32> =
-                Vec::try_from(scores.to_device(Device::Cpu).to_kind(Kind::Float)).unwrap_or_default();
+                Vec::try_from(scores.to_device(Device::Cpu).to_kind(Kind::Float))
+                    .unwrap_or_default();
             batch::maps_to_host(&maps)
                 .into_iter()
                 .zip(scores)
@@ -98,7 +107,11 @@ impl Detector {
 
 /// Where the backbone weights come from: the explicit file, the one recorded at training, or the
 /// default `$REALNET_CACHE/weights/<backbone>.safetensors`.
-pub fn resolve_weights(explicit: Option<&Path>, meta: &Meta, kind: BackboneKind) -> anyhow::Result<PathBuf> {
+pub fn resolve_weights(
+    explicit: Option<&Path>,
+    meta: &Meta,
+    kind: BackboneKind,
+) -> anyhow::Result<PathBuf> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
     }

@@ -41,7 +41,9 @@ impl Adam {
                     continue;
                 }
                 let _ = m.lerp_(&g, 1.0 - self.beta1);
-                let _ = v.g_mul_scalar_(self.beta2).addcmul_(&g, &g.g_mul_scalar(1.0 - self.beta2));
+                let _ = v
+                    .g_mul_scalar_(self.beta2)
+                    .addcmul_(&g, &g.g_mul_scalar(1.0 - self.beta2));
                 let denom = v.sqrt() / bc2.sqrt() + self.eps;
                 let _ = p.shallow_clone().g_sub_(&(m.g_div(&denom) * step_size));
                 let _ = g.zero_();
@@ -67,7 +69,10 @@ impl Adam {
         let step = named.get("adam.step")?.int64_value(&[0]);
         tch::no_grad(|| {
             for (i, (m, v)) in self.m.iter_mut().zip(&mut self.v).enumerate() {
-                let (sm, sv) = (named.get(&format!("adam.m.{i}"))?, named.get(&format!("adam.v.{i}"))?);
+                let (sm, sv) = (
+                    named.get(&format!("adam.m.{i}"))?,
+                    named.get(&format!("adam.v.{i}"))?,
+                );
                 if sm.size() != m.size() || sv.size() != v.size() {
                     return None;
                 }
@@ -100,7 +105,11 @@ mod tests {
                 assert!((x.double_value(&[0]) - 0.1).abs() < 1e-6);
             }
         }
-        assert!((x.double_value(&[0]) - 3.0).abs() < 0.05, "{}", x.double_value(&[0]));
+        assert!(
+            (x.double_value(&[0]) - 3.0).abs() < 0.05,
+            "{}",
+            x.double_value(&[0])
+        );
     }
 
     #[test]
@@ -114,6 +123,9 @@ mod tests {
         let mut b = Adam::new(&params, 0.01);
         b.load_state(&named).unwrap();
         assert_eq!(b.step, 1);
-        assert_eq!(Vec::<f32>::try_from(&b.m[0]).unwrap(), Vec::<f32>::try_from(&a.m[0]).unwrap());
+        assert_eq!(
+            Vec::<f32>::try_from(&b.m[0]).unwrap(),
+            Vec::<f32>::try_from(&a.m[0]).unwrap()
+        );
     }
 }

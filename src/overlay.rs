@@ -20,15 +20,20 @@ pub fn colour(v: f32) -> [u8; 3] {
 }
 
 /// Blends the map over the image (alpha grows with the map value, at most 0.6).
-pub fn overlay(img: &RgbImage, map: &[f32], gt: Option<&GrayImage>, pred_threshold: Option<f32>) -> RgbImage {
+pub fn overlay(
+    img: &RgbImage,
+    map: &[f32],
+    gt: Option<&GrayImage>,
+    pred_threshold: Option<f32>,
+) -> RgbImage {
     let (w, h) = img.dimensions();
     let mut out = img.clone();
     for (i, px) in out.pixels_mut().enumerate() {
         let v = map.get(i).copied().unwrap_or(0.0).clamp(0.0, 1.0);
         let c = colour(v);
         let a = 0.15 + 0.45 * v;
-        for k in 0..3 {
-            px.0[k] = (px.0[k] as f32 * (1.0 - a) + c[k] as f32 * a).round() as u8;
+        for (v, ck) in px.0.iter_mut().zip(c) {
+            *v = (*v as f32 * (1.0 - a) + ck as f32 * a).round() as u8;
         }
     }
     if let Some(t) = pred_threshold {

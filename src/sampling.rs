@@ -19,7 +19,10 @@ impl Sampler {
     pub fn new(source: &SynthSource, cfg: &Config) -> anyhow::Result<Sampler> {
         let make = |redraw_empty: bool| {
             let c = realnet_synth::SynthConfig {
-                sources: vec![realnet_synth::WeightedSource { source: source.clone(), weight: 1.0 }],
+                sources: vec![realnet_synth::WeightedSource {
+                    source: source.clone(),
+                    weight: 1.0,
+                }],
                 normal_prob: cfg.train.normal_prob,
                 redraw_empty,
                 ..Default::default()
@@ -27,23 +30,44 @@ impl Sampler {
             realnet_synth::Synthesizer::new(c)
                 .map_err(|e| UserError::BadInput(format!("anomaly source: {e}")))
         };
-        Ok(Sampler { train: make(cfg.train.redraw_empty)?, redraw: make(true)? })
+        Ok(Sampler {
+            train: make(cfg.train.redraw_empty)?,
+            redraw: make(true)?,
+        })
     }
 
     /// A training sample: normal with probability `normal_prob`, else synthetic (spec §3).
-    pub fn sample(&self, base: &RgbImage, fg: &GrayImage, seed: u64, q: u64) -> (RgbImage, GrayImage) {
+    pub fn sample(
+        &self,
+        base: &RgbImage,
+        fg: &GrayImage,
+        seed: u64,
+        q: u64,
+    ) -> (RgbImage, GrayImage) {
         let s = self.train.sample(base, fg, seed, q);
         (s.image, s.mask)
     }
 
     /// Always synthetic (AFS); the mask may be empty, as in the official code.
-    pub fn anomalous(&self, base: &RgbImage, fg: &GrayImage, seed: u64, q: u64) -> (RgbImage, GrayImage) {
+    pub fn anomalous(
+        &self,
+        base: &RgbImage,
+        fg: &GrayImage,
+        seed: u64,
+        q: u64,
+    ) -> (RgbImage, GrayImage) {
         let s = self.train.anomalous(base, fg, seed, q);
         (s.image, s.mask)
     }
 
     /// Always synthetic with a non-empty mask (validation anomalies).
-    pub fn anomalous_nonempty(&self, base: &RgbImage, fg: &GrayImage, seed: u64, q: u64) -> (RgbImage, GrayImage) {
+    pub fn anomalous_nonempty(
+        &self,
+        base: &RgbImage,
+        fg: &GrayImage,
+        seed: u64,
+        q: u64,
+    ) -> (RgbImage, GrayImage) {
         let s = self.redraw.anomalous(base, fg, seed, q);
         (s.image, s.mask)
     }
@@ -69,7 +93,10 @@ pub fn foreground_rule(cfg: &Config, cat: &Category) -> Result<ForegroundRule, U
             return Ok(r);
         }
     }
-    tracing::info!("{}: no foreground rule known for this category; using the whole image", cat.name);
+    tracing::info!(
+        "{}: no foreground rule known for this category; using the whole image",
+        cat.name
+    );
     Ok(ForegroundRule::All)
 }
 

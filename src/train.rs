@@ -74,7 +74,11 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     prepare_out(opts)?;
     let cat = Category::open(&opts.data)?;
     let (images, skipped) = load_train_images(&cat, cfg)?;
-    let (fit, val) = split(images, cfg.train.val_fraction, cfg.train.seed ^ SALT_VAL_SPLIT);
+    let (fit, val) = split(
+        images,
+        cfg.train.val_fraction,
+        cfg.train.seed ^ SALT_VAL_SPLIT,
+    );
     tracing::info!(
         "{}: {} training images ({} held out for thresholds), {} skipped",
         cat.name,
@@ -83,11 +87,19 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         skipped.len()
     );
 
-    let kind = BackboneKind::parse(&cfg.model.backbone).map_err(|e| UserError::BadModel(e.to_string()))?;
+    let kind =
+        BackboneKind::parse(&cfg.model.backbone).map_err(|e| UserError::BadModel(e.to_string()))?;
     let backbone = Backbone::load(kind, &opts.weights, opts.device)?;
     let (mean, std) = kind.normalization();
     let synth = sampling::Sampler::new(&opts.source, cfg)?;
-    let ctx = Ctx { cfg, backbone, mean, std, device: opts.device, synth };
+    let ctx = Ctx {
+        cfg,
+        backbone,
+        mean,
+        std,
+        device: opts.device,
+        synth,
+    };
 
     let mut vs = nn::VarStore::new(opts.device);
     let net = RealNet::new(&vs.root(), cfg);
@@ -143,9 +155,17 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
             }
         });
         while step < budget_end {
+            let t_wait = Instant::now();
             let hb = rx.recv().context("data pipeline stopped")?;
+            let t_step = Instant::now();
             let (loss, ce, mse) = train_step(&ctx, &net, &fit, clean.as_ref(), &hb);
             adam.step(&params);
+            tracing::debug!(
+                "step {}: waited {:.3} s for data, {:.3} s compute, loss {loss:.4}",
+                step + 1,
+                (t_step - t_wait).as_secs_f64(),
+                t_step.elapsed().as_secs_f64()
+            );
             step += 1;
             let ips = ((step - first) * batch_size) as f64 / t_loop.elapsed().as_secs_f64();
             bar.set_position(step as u64);
@@ -170,7 +190,12 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     drop(history);
     let skipped_files: Vec<String> = skipped.iter().map(|e| e.to_string()).collect();
     if step < total {
-        return Ok(TrainSummary { steps: step, finished: false, seconds: t0.elapsed().as_secs_f64(), skipped_files });
+        return Ok(TrainSummary {
+            steps: step,
+            finished: false,
+            seconds: t0.elapsed().as_secs_f64(),
+            skipped_files,
+        });
     }
 
     vs.freeze();
@@ -180,7 +205,9 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         backbone: kind.name().into(),
         backbone_sha256: ctx.backbone.weights_sha256().map(str::to_string),
-        backbone_weights: Some(std::fs::canonicalize(&opts.weights).unwrap_or(opts.weights.clone())),
+        backbone_weights: Some(
+            std::fs::canonicalize(&opts.weights).unwrap_or(opts.weights.clone()),
+        ),
         image_size: cfg.model.image_size,
         mean,
         std,
@@ -195,8 +222,16 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         device: crate::device::describe(opts.device),
         threshold,
     };
-    bundle::write_atomic(&opts.out.join(bundle::META), serde_json::to_string_pretty(&meta)?.as_bytes())?;
-    Ok(TrainSummary { steps: total, finished: true, seconds: t0.elapsed().as_secs_f64(), skipped_files })
+    bundle::write_atomic(
+        &opts.out.join(bundle::META),
+        serde_json::to_string_pretty(&meta)?.as_bytes(),
+    )?;
+    Ok(TrainSummary {
+        steps: total,
+        finished: true,
+        seconds: t0.elapsed().as_secs_f64(),
+        skipped_files,
+    })
 }
 
 fn prepare_out(opts: &TrainOptions) -> anyhow::Result<()> {
@@ -209,7 +244,10 @@ fn prepare_out(opts: &TrainOptions) -> anyhow::Result<()> {
         .into());
     }
     std::fs::create_dir_all(out.join("checkpoints")).map_err(|e| {
-        UserError::BadInput(format!("{}: cannot create the run folder: {e}", out.display()))
+        UserError::BadInput(format!(
+            "{}: cannot create the run folder: {e}",
+            out.display()
+        ))
     })?;
     if opts.resume {
         if let Ok(saved) = Config::load(&out.join(bundle::CONFIG)) {
@@ -226,7 +264,10 @@ fn prepare_out(opts: &TrainOptions) -> anyhow::Result<()> {
 }
 
 /// Decodes the training images (in parallel); unreadable ones are reported and skipped.
-fn load_train_images(cat: &Category, cfg: &Config) -> anyhow::Result<(Vec<TrainImage>, Vec<realnet_data::DataError>)> {
+fn load_train_images(
+    cat: &Category,
+    cfg: &Config,
+) -> anyhow::Result<(Vec<TrainImage>, Vec<realnet_data::DataError>)> {
     if cat.train.is_empty() {
         return Err(UserError::BadInput(format!(
             "{}: no training images found (expected normal images under train/good or train/ok)",
@@ -272,7 +313,8 @@ pub fn split<T>(items: Vec<T>, fraction: f64, seed: u64) -> (Vec<T>, Vec<T>) {
     let n_val = if fraction <= 0.0 {
         0
     } else {
-        ((n as f64 * fraction).round() as usize).clamp(2, n.saturating_sub(2).max(0))
+        ((n as f64 * fraction).round() as usize)
+            .clamp(2.min(n / 2), n.saturating_sub(2).max(2.min(n / 2)))
     };
     let order = sampling::permutation(n, seed);
     let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
@@ -308,21 +350,34 @@ struct HostBatch {
 
 /// The samples of step `step`: a stream over seeded epoch permutations; sample q is synthesised
 /// from (seed, q) alone, so batches do not depend on threads or on where a run was resumed.
-fn make_batch(synth: &sampling::Sampler, seed: u64, fit: &[TrainImage], step: usize, b: usize) -> HostBatch {
+fn make_batch(
+    synth: &sampling::Sampler,
+    seed: u64,
+    fit: &[TrainImage],
+    step: usize,
+    b: usize,
+) -> HostBatch {
     let n = fit.len();
     let items: Vec<(RgbImage, GrayImage, i64)> = (0..b)
         .into_par_iter()
         .map(|j| {
             let q = (step * b + j) as u64;
             let epoch = q / n as u64;
-            let perm = sampling::permutation(n, seed ^ SALT_SHUFFLE ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let perm = sampling::permutation(
+                n,
+                seed ^ SALT_SHUFFLE ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
             let src = perm[(q % n as u64) as usize];
             let img = &fit[src];
             let (image, mask) = synth.sample(&img.rgb, &img.fg, seed, q);
             (image, mask, src as i64)
         })
         .collect();
-    let mut hb = HostBatch { images: Vec::with_capacity(b), masks: Vec::with_capacity(b), sources: Vec::with_capacity(b) };
+    let mut hb = HostBatch {
+        images: Vec::with_capacity(b),
+        masks: Vec::with_capacity(b),
+        sources: Vec::with_capacity(b),
+    };
     for (i, m, s) in items {
         hb.images.push(i);
         hb.masks.push(m);
@@ -336,7 +391,13 @@ fn backbone_features(ctx: &Ctx, imgs: &[&RgbImage]) -> Vec<Tensor> {
     ctx.backbone.features(&x)
 }
 
-fn train_step(ctx: &Ctx, net: &RealNet, fit: &[TrainImage], clean: Option<&Vec<Tensor>>, hb: &HostBatch) -> (f64, f64, f64) {
+fn train_step(
+    ctx: &Ctx,
+    net: &RealNet,
+    fit: &[TrainImage],
+    clean: Option<&Vec<Tensor>>,
+    hb: &HostBatch,
+) -> (f64, f64, f64) {
     let imgs: Vec<&RgbImage> = hb.images.iter().collect();
     let masks: Vec<&GrayImage> = hb.masks.iter().collect();
     let feats = tch::no_grad(|| net.select(&backbone_features(ctx, &imgs)));
@@ -354,7 +415,11 @@ fn train_step(ctx: &Ctx, net: &RealNet, fit: &[TrainImage], clean: Option<&Vec<T
     let out = net.forward_t(&feats, true);
     let (loss, ce, mse) = realnet::loss(&out, &m, &clean_sel);
     loss.backward();
-    (loss.double_value(&[]), ce.double_value(&[]), mse.double_value(&[]))
+    (
+        loss.double_value(&[]),
+        ce.double_value(&[]),
+        mse.double_value(&[]),
+    )
 }
 
 /// AFS (spec §4.3): `afs_batches` batches of synthetic anomalies only, one pass for all blocks.
@@ -427,7 +492,8 @@ fn validate(ctx: &Ctx, net: &RealNet, val: &[TrainImage]) -> anyhow::Result<Thre
     let per = cfg.train.val_anomalies_per_image.max(1);
     let seed = cfg.train.seed ^ SALT_VAL_SYNTH;
     let synth = &ctx.synth;
-    let mut items: Vec<(RgbImage, Option<GrayImage>)> = val.iter().map(|v| (v.rgb.clone(), None)).collect();
+    let mut items: Vec<(RgbImage, Option<GrayImage>)> =
+        val.iter().map(|v| (v.rgb.clone(), None)).collect();
     let synth: Vec<(RgbImage, Option<GrayImage>)> = (0..val.len() * per)
         .into_par_iter()
         .map(|q| {
@@ -456,8 +522,18 @@ fn validate(ctx: &Ctx, net: &RealNet, val: &[TrainImage]) -> anyhow::Result<Thre
     }
     let img = realnet_metrics::ranking_metrics(&scores, &labels);
     let pix = realnet_metrics::ranking_metrics(&pix_scores, &pix_labels);
-    let normal: Vec<f64> = scores.iter().zip(&labels).filter(|(_, &l)| !l).map(|(&s, _)| s).collect();
-    let synthetic: Vec<f64> = scores.iter().zip(&labels).filter(|(_, &l)| l).map(|(&s, _)| s).collect();
+    let normal: Vec<f64> = scores
+        .iter()
+        .zip(&labels)
+        .filter(|(_, &l)| !l)
+        .map(|(&s, _)| s)
+        .collect();
+    let synthetic: Vec<f64> = scores
+        .iter()
+        .zip(&labels)
+        .filter(|(_, &l)| l)
+        .map(|(&s, _)| s)
+        .collect();
     let image_t = img.f1_threshold.unwrap_or(0.5);
     Ok(Threshold {
         image: image_t,
@@ -503,7 +579,10 @@ fn load_checkpoint(out: &Path, vs: &nn::VarStore, adam: &mut Adam) -> anyhow::Re
     let named = bundle::read_tensors(&path)?;
     bundle::load_vars(vs, &named, &path)?;
     adam.load_state(&named).ok_or_else(|| {
-        UserError::BadModel(format!("{}: optimiser state missing or mis-shaped", path.display()))
+        UserError::BadModel(format!(
+            "{}: optimiser state missing or mis-shaped",
+            path.display()
+        ))
     })?;
     // The step count lives in the tensor file itself, so the pair can never disagree.
     Ok(adam.step as usize)
@@ -511,7 +590,9 @@ fn load_checkpoint(out: &Path, vs: &nn::VarStore, adam: &mut Adam) -> anyhow::Re
 
 /// Drops history lines past `step` (written after the checkpoint a resumed run restarts from).
 fn truncate_history(path: &Path, step: usize) -> anyhow::Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
     let kept: Vec<&str> = text
         .lines()
         .filter(|l| {

@@ -31,7 +31,11 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<i32> {
     let config = Config::resolve(
         "lite",
         None,
-        &[format!("train.steps={}", a.steps), "train.afs_batches=8".into(), "train.checkpoint_every=100".into()],
+        &[
+            format!("train.steps={}", a.steps),
+            "train.afs_batches=8".into(),
+            "train.checkpoint_every=100".into(),
+        ],
     )?;
     let kind = realnet::model::backbone::BackboneKind::parse(&config.model.backbone)
         .map_err(|e| realnet::error::UserError::BadModel(e.to_string()))?;
@@ -42,7 +46,12 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<i32> {
     let run = a.out.join("run");
     let resume = run.join(realnet::bundle::CHECKPOINT).exists();
     if !run.join(realnet::bundle::META).exists() {
-        eprintln!("demo: training ({} steps, {} on {})", a.steps, config.model.backbone, realnet::device::describe(device));
+        eprintln!(
+            "demo: training ({} steps, {} on {})",
+            a.steps,
+            config.model.backbone,
+            realnet::device::describe(device)
+        );
         let s = train(&TrainOptions {
             data: data.clone(),
             out: run.clone(),
@@ -59,15 +68,31 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<i32> {
     let overlays = a.out.join("overlays");
     let out = test(
         &det,
-        &TestOptions { data, maps_out: None, overlays_out: Some(overlays.clone()), batch: 8 },
+        &TestOptions {
+            data,
+            maps_out: None,
+            overlays_out: Some(overlays.clone()),
+            batch: 8,
+        },
     )?;
     println!("{}", out.report.table());
     println!(
         "threshold {:.4} (from held-out normal images and synthetic anomalies, not the test set)",
         det.meta.threshold.image
     );
-    let correct = out.images.iter().filter(|i| i.anomalous == (i.defect != "good")).count();
-    println!("{correct}/{} test images labelled correctly at that threshold", out.images.len());
-    println!("overlays: {}   model: {}", overlays.display(), run.display());
+    let correct = out
+        .images
+        .iter()
+        .filter(|i| i.anomalous == (i.defect != "good"))
+        .count();
+    println!(
+        "{correct}/{} test images labelled correctly at that threshold",
+        out.images.len()
+    );
+    println!(
+        "overlays: {}   model: {}",
+        overlays.display(),
+        run.display()
+    );
     Ok(0)
 }

@@ -12,7 +12,11 @@ pub mod train;
 pub mod weights;
 
 #[derive(Parser, Debug)]
-#[command(name = "realnet", version, about = "RealNet industrial anomaly detection (CVPR 2024) in Rust")]
+#[command(
+    name = "realnet",
+    version,
+    about = "RealNet industrial anomaly detection (CVPR 2024) in Rust"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

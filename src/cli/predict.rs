@@ -74,14 +74,26 @@ pub fn run(a: PredictArgs, g: &Global) -> anyhow::Result<i32> {
                 "threshold": det.meta.threshold.image,
             });
             if let Some(o) = &a.out {
-                let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let stem = f
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let dst = o.join(format!("{stem}.png"));
-                let ov = realnet::overlay::overlay(img, &p.map, None, Some(det.meta.threshold.pixel as f32));
+                let ov = realnet::overlay::overlay(
+                    img,
+                    &p.map,
+                    None,
+                    Some(det.meta.threshold.pixel as f32),
+                );
                 realnet::evaluate::save_png_atomic(&ov, &dst)?;
                 line["overlay"] = serde_json::json!(dst);
             }
             println!("{line}");
         }
     }
-    Ok(if failed == 0 { 0 } else { realnet::error::exit::PARTIAL })
+    Ok(if failed == 0 {
+        0
+    } else {
+        realnet::error::exit::PARTIAL
+    })
 }

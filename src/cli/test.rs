@@ -36,12 +36,21 @@ pub fn run(a: TestArgs, g: &Global) -> anyhow::Result<i32> {
     let data = a.data.unwrap_or_else(|| det.meta.data.clone());
     let out = test(
         &det,
-        &TestOptions { data, maps_out: a.maps_out, overlays_out: a.overlays, batch: a.batch },
+        &TestOptions {
+            data,
+            maps_out: a.maps_out,
+            overlays_out: a.overlays,
+            batch: a.batch,
+        },
     )?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out.report)?);
     } else {
         println!("{}", out.report.table());
     }
-    Ok(if out.skipped.is_empty() { 0 } else { realnet::error::exit::PARTIAL })
+    Ok(if out.skipped.is_empty() {
+        0
+    } else {
+        realnet::error::exit::PARTIAL
+    })
 }

@@ -46,7 +46,10 @@ pub fn run(a: TrainArgs, g: &Global) -> anyhow::Result<i32> {
         sets.push(format!("train.seed={s}"));
     }
     let config = Config::resolve(&a.preset, a.config.as_deref(), &sets)?;
-    let source: SynthSource = a.source.parse().map_err(realnet::error::UserError::BadInput)?;
+    let source: SynthSource = a
+        .source
+        .parse()
+        .map_err(realnet::error::UserError::BadInput)?;
     let device = realnet::device::parse_device(&g.device)?;
     let kind = realnet::model::backbone::BackboneKind::parse(&config.model.backbone)
         .map_err(|e| realnet::error::UserError::BadModel(e.to_string()))?;
@@ -66,9 +69,18 @@ pub fn run(a: TrainArgs, g: &Global) -> anyhow::Result<i32> {
     };
     let s = train(&opts)?;
     if s.finished {
-        eprintln!("trained {} steps in {:.0} s → {}", s.steps, s.seconds, a.out.display());
+        eprintln!(
+            "trained {} steps in {:.0} s → {}",
+            s.steps,
+            s.seconds,
+            a.out.display()
+        );
     } else {
         eprintln!("stopped at step {} (resume with --resume)", s.steps);
     }
-    Ok(if s.skipped_files.is_empty() { 0 } else { realnet::error::exit::PARTIAL })
+    Ok(if s.skipped_files.is_empty() {
+        0
+    } else {
+        realnet::error::exit::PARTIAL
+    })
 }

@@ -46,7 +46,10 @@ impl AfsScores {
 pub fn batch_losses(anomalous: &Tensor, clean: &Tensor, masks: &Tensor) -> Tensor {
     let s = anomalous.size();
     let (c, h, w) = (s[1], s[2], s[3]);
-    let d = (anomalous - clean).square().transpose(0, 1).reshape([c, -1]);
+    let d = (anomalous - clean)
+        .square()
+        .transpose(0, 1)
+        .reshape([c, -1]);
     let min = d.amin([1], true);
     let max = d.amax([1], true);
     let dn = (&d - &min) / (max - &min + 1e-4);
@@ -88,7 +91,10 @@ mod tests {
 
     #[test]
     fn lowest_scores_sorted_and_nan_is_worst() {
-        assert_eq!(select_lowest(&[0.5, 0.1, f64::NAN, 0.3, 0.9], 3), vec![0, 1, 3]);
+        assert_eq!(
+            select_lowest(&[0.5, 0.1, f64::NAN, 0.3, 0.9], 3),
+            vec![0, 1, 3]
+        );
         assert_eq!(select_lowest(&[f64::NAN, 0.2, 0.1], 2), vec![1, 2]);
     }
 

@@ -36,7 +36,7 @@ impl RealNet {
                 let t = (p / "afs").zeros_no_train(&k.to_string(), &[keep]);
                 let mut dst = t.shallow_clone();
                 tch::no_grad(|| {
-                    let _ = dst.copy_(&Tensor::arange(keep, (Kind::Float, t.device())));
+                    dst.copy_(&Tensor::arange(keep, (Kind::Float, t.device())));
                 });
                 t
             })
@@ -62,7 +62,7 @@ impl RealNet {
             for (t, idx) in self.afs.iter().zip(indices) {
                 let v: Vec<f32> = idx.iter().map(|&i| i as f32).collect();
                 let mut dst = t.shallow_clone();
-                let _ = dst.copy_(&Tensor::from_slice(&v).to_device(t.device()));
+                dst.copy_(&Tensor::from_slice(&v).to_device(t.device()));
             }
         })
     }
@@ -122,9 +122,9 @@ pub fn image_scores(maps: &Tensor, k: i64) -> Tensor {
 /// L = CE(logits, mask) + Σ_k MSE(G_k(F_k), F_k^clean) (spec §4.6). Returns (total, ce, mse).
 pub fn loss(out: &Output, masks: &Tensor, clean_selected: &[Tensor]) -> (Tensor, Tensor, Tensor) {
     let target = masks.squeeze_dim(1).to_kind(Kind::Int64);
-    let ce = out
-        .logits
-        .cross_entropy_loss::<Tensor>(&target, None, tch::Reduction::Mean, -100, 0.0);
+    let ce =
+        out.logits
+            .cross_entropy_loss::<Tensor>(&target, None, tch::Reduction::Mean, -100, 0.0);
     let mse = out
         .recon
         .iter()
@@ -153,7 +153,11 @@ mod tests {
     fn paper_trainable_parameters() {
         let vs = nn::VarStore::new(Device::Cpu);
         let _ = RealNet::new(&vs.root(), &crate::config::Config::paper());
-        let n: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+        let n: i64 = vs
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum();
         assert_eq!(n, 524_108_822);
     }
 }

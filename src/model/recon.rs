@@ -54,7 +54,14 @@ impl ResBlock {
         let skip = if cin == cout {
             Skip::Identity
         } else {
-            Skip::Conv(layers::conv2d(&p / "skip_connection", cin, cout, 1, 1, true))
+            Skip::Conv(layers::conv2d(
+                &p / "skip_connection",
+                cin,
+                cout,
+                1,
+                1,
+                true,
+            ))
         };
         Self {
             norm: layers::group_norm(&p / "in_norm", cin),
@@ -151,13 +158,19 @@ impl ReconUnet {
                 let q = &p / "encoder" / encoder.len();
                 let out = mult * base;
                 let res = ResBlock::new(&q / "res", ch, out);
-                encoder.push(Stage { res, attn: attn_at(ds, out, &q / "attn") });
+                encoder.push(Stage {
+                    res,
+                    attn: attn_at(ds, out, &q / "attn"),
+                });
                 ch = out;
                 skips.push(ch);
             }
             if level + 1 < levels {
                 let q = &p / "encoder" / encoder.len();
-                encoder.push(Stage { res: ResBlock::down(&q / "res", ch), attn: None });
+                encoder.push(Stage {
+                    res: ResBlock::down(&q / "res", ch),
+                    attn: None,
+                });
                 skips.push(ch);
                 ds *= 2;
             }
@@ -175,11 +188,17 @@ impl ReconUnet {
                 let skip_ch = skips.pop().unwrap_or(0);
                 let out = mult * base;
                 let res = ResBlock::new(&q / "res", ch + skip_ch, out);
-                decoder.push(Stage { res, attn: attn_at(ds, out, &q / "attn") });
+                decoder.push(Stage {
+                    res,
+                    attn: attn_at(ds, out, &q / "attn"),
+                });
                 ch = out;
                 if level > 0 && i == cfg.num_res_blocks {
                     let q = &p / "decoder" / decoder.len();
-                    decoder.push(Stage { res: ResBlock::up(&q / "res", ch), attn: None });
+                    decoder.push(Stage {
+                        res: ResBlock::up(&q / "res", ch),
+                        attn: None,
+                    });
                     ds /= 2;
                 }
             }
@@ -233,7 +252,10 @@ mod tests {
     }
 
     fn n_params(vs: &nn::VarStore) -> i64 {
-        vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+        vs.trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum()
     }
 
     /// Spec §4.9 / the PyTorch reference: 51,846,144 (C = 256) and 207,271,936 (C = 512).

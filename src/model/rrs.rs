@@ -97,7 +97,10 @@ impl Rrs {
         // Ranking never receives gradients; only the gathered raw residuals do.
         let ranked = tch::no_grad(|| self.rank_norm.forward_t(&r.detach(), train));
         let flat_rank = ranked.reshape([n, c, h * w]);
-        let by_max = flat_rank.amax([2], false).topk(self.cfg.top_max.min(c), 1, true, true).1;
+        let by_max = flat_rank
+            .amax([2], false)
+            .topk(self.cfg.top_max.min(c), 1, true, true)
+            .1;
         let by_mean = flat_rank
             .mean_dim(2i64, false, tch::Kind::Float)
             .topk(self.cfg.top_mean.min(c), 1, true, true)
@@ -133,7 +136,12 @@ mod tests {
     use tch::{Device, Kind};
 
     fn paper() -> RrsConfig {
-        RrsConfig { top_max: 256, top_mean: 256, residual_layers: 2, hidden: 128 }
+        RrsConfig {
+            top_max: 256,
+            top_mean: 256,
+            residual_layers: 2,
+            hidden: 128,
+        }
     }
 
     /// Spec §4.9 / the PyTorch reference: 5,872,662 trainable parameters.
@@ -141,7 +149,11 @@ mod tests {
     fn paper_parameter_count() {
         let vs = nn::VarStore::new(Device::Cpu);
         let _ = Rrs::new(vs.root(), 1536, &paper());
-        let n: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+        let n: i64 = vs
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum();
         assert_eq!(n, 5_872_662);
     }
 
@@ -149,7 +161,12 @@ mod tests {
     #[test]
     fn selects_raw_channels_in_rank_order() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let cfg = RrsConfig { top_max: 2, top_mean: 1, residual_layers: 1, hidden: 4 };
+        let cfg = RrsConfig {
+            top_max: 2,
+            top_mean: 1,
+            residual_layers: 1,
+            hidden: 4,
+        };
         let rrs = Rrs::new(vs.root(), 4, &cfg);
         // One sample, 4 channels of 2×2; eval mode with fresh running stats (mean 0, var 1) = identity ranking.
         let r = Tensor::from_slice(&[
@@ -167,7 +184,12 @@ mod tests {
     #[test]
     fn output_is_two_class_logits_at_out_size() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let cfg = RrsConfig { top_max: 4, top_mean: 4, residual_layers: 1, hidden: 8 };
+        let cfg = RrsConfig {
+            top_max: 4,
+            top_mean: 4,
+            residual_layers: 1,
+            hidden: 8,
+        };
         let rrs = Rrs::new(vs.root(), 12, &cfg);
         let r1 = Tensor::rand([2, 8, 16, 16], (Kind::Float, Device::Cpu));
         let r2 = Tensor::rand([2, 4, 8, 8], (Kind::Float, Device::Cpu));
