@@ -135,7 +135,7 @@ impl Config {
             hidden: 32,
         };
         c.train.batch_size = 8;
-        c.train.steps = 1500;
+        c.train.steps = 900;
         c.train.afs_batches = 16;
         c.train.checkpoint_every = 250;
         c

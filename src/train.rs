@@ -124,11 +124,24 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     }
     std::fs::write(opts.out.join(bundle::CONFIG), cfg.to_toml())?;
 
-    let clean = if cfg.train.cache_clean_features {
-        Some(clean_feature_cache(&ctx, &net, &fit))
-    } else {
-        None
-    };
+    let mut clean = clean_feature_cache(&ctx, &net, &fit);
+    if step == 0 {
+        // Unit RMS per block (see RealNet::scale); a resumed run has its scale in the checkpoint.
+        let factor: Vec<f64> = clean
+            .iter()
+            .map(|c| {
+                1.0 / c
+                    .square()
+                    .mean(Kind::Float)
+                    .sqrt()
+                    .double_value(&[])
+                    .max(1e-12)
+            })
+            .collect();
+        net.rescale(&factor);
+        clean = clean.iter().zip(&factor).map(|(c, f)| c * *f).collect();
+    }
+    let clean = cfg.train.cache_clean_features.then_some(clean);
     let budget_end = opts.stop_after.map_or(total, |n| (step + n).min(total));
     let bar = crate::progress::bar((total) as u64, "train");
     bar.set_position(step as u64);

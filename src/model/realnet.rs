@@ -10,6 +10,11 @@ use tch::{nn, Kind, Tensor};
 pub struct RealNet {
     /// AFS indices per block, kept in the VarStore (as non-trainable f32) so they travel with the model.
     afs: Vec<Tensor>,
+    /// Per-block feature scale, 1 / RMS of the clean training features (set once after AFS): keeps
+    /// the reconstruction loss near 1 whatever the backbone's feature magnitudes (WRN features are
+    /// O(1); EfficientNet-Lite block outputs are unbounded projections with MSE in the hundreds, which
+    /// drowns the segmentation loss).
+    scale: Vec<Tensor>,
     recon: Vec<ReconUnet>,
     rrs: Rrs,
     image_size: i64,
@@ -41,6 +46,13 @@ impl RealNet {
                 t
             })
             .collect();
+        let scale = (0..m.afs_keep.len())
+            .map(|k| {
+                let t = (p / "feat_scale").zeros_no_train(&k.to_string(), &[1]);
+                let _ = tch::no_grad(|| t.shallow_clone().fill_(1.0));
+                t
+            })
+            .collect();
         let recon = cfg
             .recon_configs()
             .iter()
@@ -50,6 +62,7 @@ impl RealNet {
         let total: i64 = m.afs_keep.iter().sum();
         Self {
             afs,
+            scale,
             recon,
             rrs: Rrs::new(p / "rrs", total, &m.rrs),
             image_size: m.image_size,
@@ -80,13 +93,23 @@ impl RealNet {
             .collect()
     }
 
-    /// F_k: the AFS-selected channels of each backbone block.
+    /// F_k: the AFS-selected channels of each backbone block, scaled.
     pub fn select(&self, features: &[Tensor]) -> Vec<Tensor> {
         features
             .iter()
             .zip(&self.afs)
-            .map(|(f, idx)| f.index_select(1, &idx.to_kind(Kind::Int64)))
+            .zip(&self.scale)
+            .map(|((f, idx), s)| f.index_select(1, &idx.to_kind(Kind::Int64)) * s)
             .collect()
+    }
+
+    /// Multiplies each block's feature scale by `factor[k]`.
+    pub fn rescale(&self, factor: &[f64]) {
+        tch::no_grad(|| {
+            for (s, f) in self.scale.iter().zip(factor) {
+                let _ = s.shallow_clone().g_mul_scalar_(*f);
+            }
+        })
     }
 
     /// Reconstruction, residuals E_k = (F_k − G_k(F_k))², RRS and the discriminator.
