@@ -11,8 +11,8 @@ TARGET="${CARGO_TARGET_DIR:-target}"
 REF="../shared/bench/torch_reference.py"
 [ -f "$REF" ] || { echo "error: $REF not found (the shared bench folder sits next to the repo)" >&2; exit 3; }
 
-cargo build --release -q -p realnet-metrics --example bench
-BENCH="$TARGET/release/examples/bench"
+cargo build --release -q -p realnet-metrics --example metrics_bench
+BENCH="$TARGET/release/examples/metrics_bench"
 
 py_s=(); rs_s=()
 for r in $(seq 1 "$ROUNDS"); do

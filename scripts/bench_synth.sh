@@ -11,8 +11,8 @@ py="${REALNET_PY:-$HOME/.cache/realnet/venv/bin/python}"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 RAYON_NUM_THREADS=1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 cd "$root"
-cargo build --release -q -p realnet-synth --example bench
-bench="$CARGO_TARGET_DIR/release/examples/bench"
+cargo build --release -q -p realnet-synth --example synth_bench
+bench="$CARGO_TARGET_DIR/release/examples/synth_bench"
 echo "== Perlin mask coverage, $n masks each"
 "$bench" stats "$n" 0
 "$py" scripts/fixtures/synth_reference.py stats "$n" 0

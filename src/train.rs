@@ -101,6 +101,9 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         synth,
     };
 
+    // The networks' initial weights come from libtorch's generator: seed it, so the same data,
+    // config and seed give the same model.
+    tch::manual_seed(cfg.train.seed as i64);
     let mut vs = nn::VarStore::new(opts.device);
     let net = RealNet::new(&vs.root(), cfg);
     let params = vs.trainable_variables();

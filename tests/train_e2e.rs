@@ -1,0 +1,188 @@
+//! End to end on a tiny built-in dataset: train (interrupted and resumed), test, predict, and the
+//! promises around them — a resumed CPU run ends bit-identical to an uninterrupted one, a copied run
+//! folder predicts the same scores, unreadable images are reported and skipped, and another
+//! backbone's weights are refused.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn shared(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(rel)
+}
+
+fn realnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_realnet"))
+        .args(["--device", "cpu", "--threads", "1"])
+        .args(args)
+        .output()
+        .expect("run realnet")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const TINY: [&str; 14] = [
+    "--set",
+    "model.image_size=128",
+    "--set",
+    "train.steps=4",
+    "--set",
+    "train.batch_size=2",
+    "--set",
+    "train.afs_batches=1",
+    "--set",
+    "train.checkpoint_every=2",
+    "--set",
+    "train.val_anomalies_per_image=1",
+    "--source",
+    "procedural",
+];
+
+fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let weights = shared("weights/efficientnet_lite2_imagenet.safetensors");
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(["--weights", weights.to_str().unwrap()]);
+    args.extend(TINY);
+    args.extend(extra);
+    realnet(&args)
+}
+
+#[test]
+fn train_resume_test_predict() {
+    let weights = shared("weights/efficientnet_lite2_imagenet.safetensors");
+    if !weights.exists() {
+        eprintln!("skipping: {} not found", weights.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("fabric");
+    realnet::demo::write_dataset(&data, 128, 8, 2, 1).unwrap();
+
+    // Interrupted after 2 steps, then resumed…
+    let a = tmp.path().join("a");
+    let out = train(&data, &a, &["--stop-after", "2"]);
+    ok(&out);
+    assert!(
+        !a.join("model.safetensors").exists(),
+        "an unfinished run has no model yet"
+    );
+    assert!(a.join("checkpoints/last.safetensors").exists());
+    // Training again into the same folder without --resume is refused, not overwritten.
+    let again = train(&data, &a, &[]);
+    assert_eq!(
+        again.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    ok(&train(&data, &a, &["--resume"]));
+    // …ends with the same model as an uninterrupted run.
+    let b = tmp.path().join("b");
+    ok(&train(&data, &b, &[]));
+    let ma = std::fs::read(a.join("model.safetensors")).unwrap();
+    let mb = std::fs::read(b.join("model.safetensors")).unwrap();
+    assert!(ma == mb, "resumed and uninterrupted runs differ");
+    let steps: Vec<u64> = std::fs::read_to_string(a.join("history.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, vec![2, 4], "history keeps one line per logged step");
+
+    // test --json: the documented keys, per defect type.
+    let json = ok(&realnet(&["test", "--run", a.to_str().unwrap(), "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for k in [
+        "image_auroc",
+        "pixel_auroc",
+        "aupro",
+        "pixel_ap",
+        "image_f1_max",
+        "n_images",
+        "n_anomalous",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k} in {json}");
+    }
+    assert_eq!(v["n_images"], 5);
+    assert_eq!(v["per_defect"].as_object().unwrap().len(), 3);
+
+    // predict: one unreadable file is reported, the rest are scored (exit 5).
+    let imgs = tmp.path().join("imgs");
+    std::fs::create_dir_all(&imgs).unwrap();
+    std::fs::copy(data.join("test/scratch/000.png"), imgs.join("scratch.png")).unwrap();
+    std::fs::copy(data.join("test/good/000.png"), imgs.join("good.png")).unwrap();
+    std::fs::write(imgs.join("broken.png"), b"not a png").unwrap();
+    let scores = |run: &Path| -> Vec<(String, f64)> {
+        let out = realnet(&[
+            "predict",
+            "--run",
+            run.to_str().unwrap(),
+            imgs.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(5),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut v: Vec<(String, f64)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let j: serde_json::Value = serde_json::from_str(l).unwrap();
+                let name = Path::new(j["path"].as_str()?)
+                    .file_name()?
+                    .to_string_lossy()
+                    .into_owned();
+                if name == "broken.png" {
+                    assert!(j["error"].as_str().unwrap().contains("broken.png"), "{l}");
+                    return None;
+                }
+                assert!(j["label"] == "normal" || j["label"] == "anomalous");
+                Some((name, j["score"].as_f64()?))
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let here = scores(&a);
+    assert_eq!(here.len(), 2);
+    // A run folder copied elsewhere predicts the same scores.
+    let moved = tmp.path().join("moved");
+    std::fs::create_dir_all(&moved).unwrap();
+    for f in ["config.toml", "model.safetensors", "meta.json"] {
+        std::fs::copy(a.join(f), moved.join(f)).unwrap();
+    }
+    assert_eq!(scores(&moved), here);
+
+    // Another backbone's weights are refused with a clear error (exit 4).
+    let mnv2 = shared("weights/mobilenet_v2_torchvision_imagenet1k_v1.safetensors");
+    let out = realnet(&[
+        "test",
+        "--run",
+        a.to_str().unwrap(),
+        "--weights",
+        mnv2.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mobilenet_v2"), "{err}");
+}
