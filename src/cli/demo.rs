@@ -14,7 +14,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "realnet-demo")]
     pub out: PathBuf,
     /// Training steps (the demo's budget; more steps, better maps).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 200)]
     pub steps: usize,
     /// Backbone weights (default: $REALNET_CACHE/weights/efficientnet_lite2.safetensors, made by the set-up).
     #[arg(long)]
