@@ -216,17 +216,11 @@ impl<'a> Params<'a> {
         let v = self.tensor(&format!("{bn}.running_var"), &c, false, || {
             Tensor::ones(c, (Kind::Double, Device::Cpu))
         });
-        let placeholder = || Tensor::empty([0], (Kind::Float, Device::Cpu));
+        let empty = || Tensor::empty([0], (Kind::Float, Device::Cpu));
         let (w, g, b, m, v) = match (w, g, b, m, v) {
             (Some(w), Some(g), Some(b), Some(m), Some(v)) => (w, g, b, m, v),
-            // Unreachable after the strict check; keeps Spec-like placeholders rather than panicking.
-            _ => (
-                placeholder(),
-                placeholder(),
-                placeholder(),
-                placeholder(),
-                placeholder(),
-            ),
+            // Unreachable after the strict check; empty tensors rather than a panic.
+            _ => (empty(), empty(), empty(), empty(), empty()),
         };
         let dev = self.device;
         let f32 = |t: Tensor| t.to_kind(Kind::Float).to_device(dev);
