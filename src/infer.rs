@@ -6,7 +6,7 @@ use crate::bundle::{self, Meta};
 use crate::config::Config;
 use crate::error::UserError;
 use crate::model::backbone::{Backbone, BackboneKind};
-use crate::model::realnet::{self, RealNet};
+use crate::model::realnet::RealNet;
 use image::RgbImage;
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind};
@@ -80,10 +80,9 @@ impl Detector {
         }
         tch::no_grad(|| {
             let x = batch::images_to_tensor(imgs, self.meta.mean, self.meta.std, self.device);
-            let sel = self.net.select(&self.backbone.features(&x));
-            let out = self.net.forward_t(&sel, false);
-            let maps = realnet::anomaly_map(&out.logits);
-            let scores = realnet::image_scores(&maps, self.meta.score_pool);
+            let (maps, scores) = self
+                .net
+                .maps_and_scores(&self.backbone.features(&x), self.meta.score_pool);
             let scores: Vec<f32> =
                 Vec::try_from(scores.to_device(Device::Cpu).to_kind(Kind::Float))
                     .unwrap_or_default();

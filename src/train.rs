@@ -568,10 +568,8 @@ fn validate(ctx: &Ctx, net: &RealNet, val: &[TrainImage]) -> anyhow::Result<Thre
 /// Eval-mode maps (host, row-major S×S) and image scores of a batch.
 fn predict_maps(ctx: &Ctx, net: &RealNet, imgs: &[&RgbImage]) -> (Vec<Vec<f32>>, Vec<f64>) {
     tch::no_grad(|| {
-        let sel = net.select(&backbone_features(ctx, imgs));
-        let out = net.forward_t(&sel, false);
-        let maps = realnet::anomaly_map(&out.logits);
-        let scores = realnet::image_scores(&maps, ctx.cfg.model.score_pool);
+        let (maps, scores) =
+            net.maps_and_scores(&backbone_features(ctx, imgs), ctx.cfg.model.score_pool);
         let s: Vec<f64> = Vec::<f32>::try_from(scores.to_device(Device::Cpu).to_kind(Kind::Float))
             .unwrap_or_default()
             .into_iter()

@@ -130,6 +130,19 @@ impl RealNet {
     }
 }
 
+impl RealNet {
+    /// Eval-mode anomaly maps (N×S×S) and image scores (N) from backbone features: the one
+    /// inference computation, shared by validation, `test`, `predict` and `serve`.
+    pub fn maps_and_scores(&self, features: &[Tensor], pool: i64) -> (Tensor, Tensor) {
+        tch::no_grad(|| {
+            let out = self.forward_t(&self.select(features), false);
+            let maps = anomaly_map(&out.logits);
+            let scores = image_scores(&maps, pool);
+            (maps, scores)
+        })
+    }
+}
+
 /// The anomaly map: softmax probability of the anomalous class, N×S×S.
 pub fn anomaly_map(logits: &Tensor) -> Tensor {
     logits.softmax(1, Kind::Float).select(1, 1)
