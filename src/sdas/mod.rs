@@ -1,0 +1,5 @@
+//! SDAS — Strength-controllable Diffusion Anomaly Synthesis (spec §2): a class-conditional DDPM
+//! learns the normal images; sampling with the reverse-step deviation inflated by √(1 + s) pushes
+//! samples off the normal distribution and yields realistic anomalies (SIA images).
+pub mod schedule;
+pub mod unet;
