@@ -186,6 +186,45 @@ pub fn load_vars(
     )))
 }
 
+/// Makes `out` ready for a training run: refuses to overwrite a run unless resuming, and creates
+/// `out/checkpoints`.
+pub fn open_run_dir(out: &Path, resume: bool) -> Result<(), UserError> {
+    if !resume && out.join(CHECKPOINT).exists() {
+        return Err(UserError::BadInput(format!(
+            "{} already holds a training run; add --resume to continue it, or choose another --out",
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(out.join("checkpoints")).map_err(|e| {
+        UserError::BadInput(format!(
+            "{}: cannot create the run folder: {e}",
+            out.display()
+        ))
+    })
+}
+
+/// Drops history lines past `step` (written after the checkpoint a resumed run restarts from).
+pub fn truncate_history(path: &Path, step: usize) -> anyhow::Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                .is_some_and(|s| s as usize <= step)
+        })
+        .collect();
+    let mut body = kept.join("\n");
+    if !body.is_empty() {
+        body.push('\n');
+    }
+    write_atomic(path, body.as_bytes())?;
+    Ok(())
+}
+
 pub fn read_meta(run: &Path) -> Result<Meta, UserError> {
     let p = run.join(META);
     let text = std::fs::read_to_string(&p).map_err(|e| {

@@ -148,30 +148,7 @@ impl Config {
         file: Option<&Path>,
         sets: &[String],
     ) -> Result<Config, UserError> {
-        let mut value = toml::Value::try_from(Self::preset(preset)?)
-            .map_err(|e| UserError::BadModel(format!("internal: preset to TOML: {e}")))?;
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                UserError::BadModel(format!("config {}: cannot read: {e}", path.display()))
-            })?;
-            let over: toml::Value = toml::from_str(&text).map_err(|e| {
-                UserError::BadModel(format!("config {}: not valid TOML: {e}", path.display()))
-            })?;
-            merge(&mut value, over);
-        }
-        for s in sets {
-            let (key, raw) = s.split_once('=').ok_or_else(|| {
-                UserError::BadModel(format!(
-                    "--set '{s}': expected key=value, e.g. train.steps=500"
-                ))
-            })?;
-            let v = parse_value(raw.trim());
-            set_path(&mut value, key.trim(), v)
-                .map_err(|e| UserError::BadModel(format!("--set '{s}': {e}")))?;
-        }
-        let cfg: Config = value
-            .try_into()
-            .map_err(|e| UserError::BadModel(format!("configuration: {e}")))?;
+        let cfg: Config = layer(&Self::preset(preset)?, file, sets)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -273,6 +250,39 @@ impl Config {
             })
             .collect()
     }
+}
+
+/// `base` with the TOML file `file` and then each `key=value` of `sets` laid over it; unknown keys
+/// and values of the wrong type are refused by name. Shared by every configurable command.
+pub fn layer<T: Serialize + serde::de::DeserializeOwned>(
+    base: &T,
+    file: Option<&Path>,
+    sets: &[String],
+) -> Result<T, UserError> {
+    let mut value = toml::Value::try_from(base)
+        .map_err(|e| UserError::BadModel(format!("internal: preset to TOML: {e}")))?;
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            UserError::BadModel(format!("config {}: cannot read: {e}", path.display()))
+        })?;
+        let over: toml::Value = toml::from_str(&text).map_err(|e| {
+            UserError::BadModel(format!("config {}: not valid TOML: {e}", path.display()))
+        })?;
+        merge(&mut value, over);
+    }
+    for s in sets {
+        let (key, raw) = s.split_once('=').ok_or_else(|| {
+            UserError::BadModel(format!(
+                "--set '{s}': expected key=value, e.g. train.steps=500"
+            ))
+        })?;
+        let v = parse_value(raw.trim());
+        set_path(&mut value, key.trim(), v)
+            .map_err(|e| UserError::BadModel(format!("--set '{s}': {e}")))?;
+    }
+    value
+        .try_into()
+        .map_err(|e| UserError::BadModel(format!("configuration: {e}")))
 }
 
 fn merge(base: &mut toml::Value, over: toml::Value) {

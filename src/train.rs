@@ -114,7 +114,7 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     let mut step = 0;
     if opts.resume && ckpt.exists() {
         step = load_checkpoint(&opts.out, &vs, &mut adam)?;
-        truncate_history(&opts.out.join(bundle::HISTORY), step)?;
+        bundle::truncate_history(&opts.out.join(bundle::HISTORY), step)?;
         tracing::info!("resuming at step {step}/{total}");
     } else {
         let _ = std::fs::remove_file(opts.out.join(bundle::HISTORY));
@@ -252,19 +252,7 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
 
 fn prepare_out(opts: &TrainOptions) -> anyhow::Result<()> {
     let out = &opts.out;
-    if !opts.resume && out.join(bundle::CHECKPOINT).exists() {
-        return Err(UserError::BadInput(format!(
-            "{} already holds a training run; add --resume to continue it, or choose another --out",
-            out.display()
-        ))
-        .into());
-    }
-    std::fs::create_dir_all(out.join("checkpoints")).map_err(|e| {
-        UserError::BadInput(format!(
-            "{}: cannot create the run folder: {e}",
-            out.display()
-        ))
-    })?;
+    bundle::open_run_dir(out, opts.resume)?;
     if opts.resume {
         if let Ok(saved) = Config::load(&out.join(bundle::CONFIG)) {
             if saved.model != opts.config.model {
@@ -600,28 +588,6 @@ fn load_checkpoint(out: &Path, vs: &nn::VarStore, adam: &mut Adam) -> anyhow::Re
     })?;
     // The step count lives in the tensor file itself, so the pair can never disagree.
     Ok(adam.step as usize)
-}
-
-/// Drops history lines past `step` (written after the checkpoint a resumed run restarts from).
-fn truncate_history(path: &Path, step: usize) -> anyhow::Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(());
-    };
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                .is_some_and(|s| s as usize <= step)
-        })
-        .collect();
-    let mut body = kept.join("\n");
-    if !body.is_empty() {
-        body.push('\n');
-    }
-    bundle::write_atomic(path, body.as_bytes())?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@ pub mod data;
 pub mod demo;
 pub mod metrics;
 pub mod predict;
+pub mod sdas;
+pub mod sdas_eval;
 pub mod synth;
 pub mod test;
 pub mod train;
@@ -53,6 +55,9 @@ pub enum Command {
     Data(data::DataCmd),
     /// Metrics (AUROC, AUPRO, AP, F1) of anomaly maps from any method.
     Metrics(metrics::MetricsArgs),
+    /// SDAS: train the diffusion model, sample SIA images, evaluate samples.
+    #[command(subcommand)]
+    Sdas(sdas::SdasCmd),
     /// Write synthetic anomalies (Perlin mask x texture / SIA source) for a category.
     Synth(synth::SynthArgs),
     /// ImageNet backbones: check that a weights file is the right one.
@@ -74,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Data(cmd) => data::run(cmd, &cli.global),
         Command::Metrics(args) => metrics::run(args, &cli.global),
         Command::Synth(args) => synth::run(args, &cli.global),
+        Command::Sdas(cmd) => sdas::run(cmd, &cli.global),
         Command::Backbone(cmd) => backbone::run(cmd, &cli.global),
         Command::Weights(cmd) => weights::run(cmd, &cli.global),
     }

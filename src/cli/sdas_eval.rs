@@ -1,0 +1,64 @@
+//! `realnet sdas eval`.
+use clap::Args;
+use realnet::model::backbone::BackboneKind;
+use realnet::sdas::eval::{evaluate, EvalOptions};
+use std::path::PathBuf;
+use tch::Device;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A folder written by `realnet sdas train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The category folder (its train/ images are the normal reference, test/good the yardstick).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Backbone whose features measure distance.
+    #[arg(long, default_value = "efficientnet_lite2")]
+    pub backbone: String,
+    /// Its weights (default: $REALNET_CACHE/weights/<backbone>.safetensors).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Samples per strength.
+    #[arg(long, default_value_t = 32)]
+    pub count: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: EvalArgs, device: Device) -> anyhow::Result<i32> {
+    let kind = BackboneKind::parse(&a.backbone)?;
+    let weights = match a.weights {
+        Some(w) => w,
+        None => realnet::infer::default_weights(kind)?,
+    };
+    if a.count == 0 {
+        return Err(realnet::error::UserError::BadInput("--count must be ≥ 1".into()).into());
+    }
+    let r = evaluate(&EvalOptions {
+        model: a.model,
+        data: a.data,
+        backbone: kind,
+        weights,
+        strengths: vec![0.0, 0.1, 0.2, 0.3],
+        count: a.count,
+        seed: a.seed,
+        device,
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("mean nearest-neighbour patch distance to the normal training images");
+        println!("  real good test images  {:.4}", r.real_good);
+        for (s, d) in &r.samples {
+            println!(
+                "  samples, s = {s:<4}       {d:.4}  ({:+.1} % vs real)",
+                100.0 * (d / r.real_good - 1.0)
+            );
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,151 @@
+//! `realnet sdas eval`: how far SDAS samples lie from the normal images, measured the way
+//! PatchCore scores a patch — locally aware backbone features at strides 8 and 16 (3×3 average
+//! pooled, the stride-16 map upsampled and concatenated), each patch's Euclidean distance to its
+//! nearest neighbour among the normal training images' patches — averaged over all patches of
+//! all images. Real good test images give the yardstick: samples at s = 0 should be near it,
+//! larger s further away.
+use super::sample::{sample, strength_of, Method};
+use super::schedule::{space_timesteps, Schedule};
+use super::train::load_model;
+use crate::error::UserError;
+use crate::model::backbone::{Backbone, BackboneKind};
+use image::RgbImage;
+use realnet_data::layout::Category;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+pub struct EvalOptions {
+    pub model: PathBuf,
+    pub data: PathBuf,
+    pub backbone: BackboneKind,
+    pub weights: PathBuf,
+    pub strengths: Vec<f64>,
+    pub count: usize,
+    pub seed: u64,
+    pub device: Device,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct EvalReport {
+    pub real_good: f64,
+    pub samples: BTreeMap<String, f64>,
+}
+
+/// Patch features of images (any size; resized to 256² as PatchCore's recipe), P×D rows.
+fn patches(bb: &Backbone, imgs: &[RgbImage], device: Device) -> Tensor {
+    let (mean, std) = bb.kind().normalization();
+    let mut rows = Vec::new();
+    for chunk in imgs.chunks(8) {
+        let resized: Vec<RgbImage> = chunk
+            .iter()
+            .map(|i| realnet_data::image_io::resize_rgb(i, 256, 256))
+            .collect();
+        let refs: Vec<&RgbImage> = resized.iter().collect();
+        let x = crate::batch::images_to_tensor(&refs, mean, std, device);
+        let f = tch::no_grad(|| bb.features(&x));
+        let pool = |t: &Tensor| t.avg_pool2d([3, 3], [1, 1], [1, 1], false, true, None::<i64>);
+        let f8 = pool(&f[1]);
+        let (h, w) = (f8.size()[2], f8.size()[3]);
+        let f16 = pool(&f[2]).upsample_bilinear2d([h, w], false, None, None);
+        let e = Tensor::cat(&[f8, f16], 1);
+        let d = e.size()[1];
+        rows.push(e.permute([0, 2, 3, 1]).reshape([-1, d]));
+    }
+    Tensor::cat(&rows, 0)
+}
+
+/// Mean over the rows of `q` of the distance to the nearest row of `bank`.
+fn mean_nn_distance(q: &Tensor, bank: &Tensor) -> f64 {
+    let mut best: Option<Tensor> = None;
+    for i in (0..bank.size()[0]).step_by(16384) {
+        let n = 16384.min(bank.size()[0] - i);
+        let d = Tensor::cdist(q, &bank.narrow(0, i, n), 2.0, None::<i64>)
+            .min_dim(1, false)
+            .0;
+        best = Some(match best {
+            Some(b) => b.minimum(&d),
+            None => d,
+        });
+    }
+    best.map_or(f64::NAN, |b| b.mean(Kind::Double).double_value(&[]))
+}
+
+fn load(
+    samples: &[realnet_data::layout::Sample],
+    what: &str,
+    root: &Path,
+) -> anyhow::Result<Vec<RgbImage>> {
+    let imgs: Vec<RgbImage> = realnet_data::load::load_all(samples, None)
+        .into_iter()
+        .filter_map(|r| r.map_err(|e| tracing::warn!("skipping {e}")).ok())
+        .map(|l| l.image)
+        .collect();
+    if imgs.is_empty() {
+        return Err(
+            UserError::BadInput(format!("{}: no readable {what} images", root.display())).into(),
+        );
+    }
+    Ok(imgs)
+}
+
+pub fn evaluate(o: &EvalOptions) -> anyhow::Result<EvalReport> {
+    let (cfg, meta, net, _vs) = load_model(&o.model, o.device)?;
+    let cat = Category::open(&o.data)?;
+    let class = meta
+        .categories
+        .iter()
+        .position(|c| c == &cat.name)
+        .ok_or_else(|| {
+            UserError::BadInput(format!(
+                "{}: category '{}' is not in this model (trained on {:?})",
+                o.data.display(),
+                cat.name,
+                meta.categories
+            ))
+        })? as i64;
+    let bb = Backbone::load(o.backbone, &o.weights, o.device)?;
+    let train = load(&cat.train, "training", &cat.root)?;
+    let good: Vec<_> = cat
+        .test
+        .iter()
+        .filter(|s| s.defect == "good")
+        .cloned()
+        .collect();
+    let good = load(&good, "good test", &cat.root)?;
+    let bank = patches(&bb, &train, o.device);
+    let real_good = tch::no_grad(|| mean_nn_distance(&patches(&bb, &good, o.device), &bank));
+    let sched = Schedule::linear(cfg.diffusion.timesteps).respaced(&space_timesteps(
+        cfg.diffusion.timesteps,
+        &cfg.sample.steps,
+    )?);
+    let mut samples = BTreeMap::new();
+    let bar = crate::progress::bar(o.strengths.len() as u64, "sdas eval");
+    for &s in &o.strengths {
+        let mut imgs = Vec::new();
+        let b = cfg.sample.batch_size;
+        for start in (0..o.count).step_by(b) {
+            let idx: Vec<u64> = (start as u64..(start + b).min(o.count) as u64).collect();
+            let st: Vec<f64> = idx
+                .iter()
+                .map(|&i| strength_of(o.seed, i, [s, s]))
+                .collect();
+            let x = sample(
+                &net,
+                &sched,
+                class,
+                o.seed,
+                &idx,
+                &st,
+                Method::Ddpm,
+                o.device,
+            );
+            imgs.extend(super::sample::to_images(&x));
+        }
+        let d = tch::no_grad(|| mean_nn_distance(&patches(&bb, &imgs, o.device), &bank));
+        samples.insert(format!("{s}"), d);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(EvalReport { real_good, samples })
+}
