@@ -20,6 +20,12 @@ if ! "$py" -c "import numpy, sklearn, scipy, PIL, safetensors, torchvision" 2>/d
   echo "setup: installing numpy scikit-learn scipy pillow safetensors torchvision (test fixtures)" >&2
   "$py" -m pip install -q numpy scikit-learn scipy pillow safetensors "torchvision==0.26.0"
 fi
+if ! "$py" -c "import guided_diffusion.unet" 2>/dev/null; then
+  # OpenAI's guided-diffusion (the SDAS golden fixtures and the checkpoint-import test); its
+  # declared extras (blobfile, mpi) are not needed for the model code.
+  echo "setup: installing guided-diffusion-sdk (OpenAI guided-diffusion, test fixtures)" >&2
+  "$py" -m pip install -q --no-deps "guided-diffusion-sdk==1.0.0"
+fi
 weights="$REALNET_CACHE/weights"
 mkdir -p "$weights"
 if [ ! -f "$weights/efficientnet_lite2_imagenet.pth" ]; then
