@@ -9,16 +9,29 @@ pub fn blend(base: &RgbImage, mask: &GrayImage, source: &RgbImage, beta: f32) ->
     debug_assert_eq!(base.dimensions(), source.dimensions());
     let mut out = base.clone();
     let (o, a) = (&mut *out, source.as_raw());
-    for (i, &m) in mask.as_raw().iter().enumerate() {
-        if m == 0 {
+    let mask = mask.as_raw();
+    // Masks are mostly empty: skip 16 zero mask bytes at a time.
+    const RUN: usize = 16;
+    for (r, ms) in mask.chunks(RUN).enumerate() {
+        let zero = match <[u8; RUN]>::try_from(ms) {
+            Ok(a) => u128::from_ne_bytes(a) == 0, // one 16-byte load and test
+            Err(_) => ms.iter().all(|&m| m == 0), // the last, shorter chunk
+        };
+        if zero {
             continue; // (1 − 0)·I + 0 = I exactly
         }
-        for c in 0..3 {
-            let k = 3 * i + c;
-            let (iv, av) = (o[k] as f32, a[k] as f32);
-            // Same operation order as the official code: β·(M·A) + (1−β)·(M·I), then + (1−M)·I.
-            let v = beta * av + (1.0 - beta) * iv + 0.0 * iv;
-            o[k] = v as u8; // `as` truncates toward zero and saturates
+        for (j, &m) in ms.iter().enumerate() {
+            if m == 0 {
+                continue;
+            }
+            let i = r * RUN + j;
+            for c in 0..3 {
+                let k = 3 * i + c;
+                let (iv, av) = (o[k] as f32, a[k] as f32);
+                // Official operation order: β·(M·A) + (1−β)·(M·I), then + (1−M)·I.
+                let v = beta * av + (1.0 - beta) * iv + 0.0 * iv;
+                o[k] = v as u8; // `as` truncates toward zero and saturates
+            }
         }
     }
     out
@@ -49,5 +62,39 @@ mod tests {
         let full = blend(&base, &mask, &src, 1.0);
         assert_eq!(full.get_pixel(1, 0).0, [201, 255, 0]);
         assert!((mask_fraction(&mask) - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn blend_equals_the_per_pixel_formula_for_sparse_masks() {
+        // 37×5 = 185 pixels: eleven 16-pixel chunks and a shorter last one; zero runs, isolated
+        // pixels and dense stretches.
+        let (w, h) = (37u32, 5u32);
+        let base = RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7) as u8, (y * 50) as u8, 9]));
+        let src = RgbImage::from_fn(w, h, |x, y| image::Rgb([200, (x * y) as u8, (x + y) as u8]));
+        let mask = GrayImage::from_fn(w, h, |x, y| {
+            let i = y * w + x;
+            image::Luma([if i % 23 == 0 || (60..90).contains(&i) || i == 184 {
+                255
+            } else {
+                0
+            }])
+        });
+        let beta = 0.37f32;
+        let out = blend(&base, &mask, &src, beta);
+        for ((o, b), (s, m)) in out
+            .pixels()
+            .zip(base.pixels())
+            .zip(src.pixels().zip(mask.pixels()))
+        {
+            let want = if m.0[0] == 0 {
+                b.0
+            } else {
+                std::array::from_fn(|c| {
+                    let (iv, av) = (b.0[c] as f32, s.0[c] as f32);
+                    (beta * av + (1.0 - beta) * iv + 0.0 * iv) as u8
+                })
+            };
+            assert_eq!(o.0, want);
+        }
     }
 }

@@ -280,7 +280,8 @@ pub enum Source {
 
 /// What a source produced for one sample.
 pub struct Drawn {
-    pub image: RgbImage,
+    /// Shared with the cache when a cached image is used as is (no copy per sample).
+    pub image: Arc<RgbImage>,
     pub file: Option<PathBuf>,
     pub ops: Vec<augment::Op>,
 }
@@ -313,19 +314,20 @@ impl Source {
 
     /// One anomaly source image of `w×h`.
     pub fn draw<R: Rng + ?Sized>(&self, rng: &mut R, w: u32, h: u32) -> Drawn {
-        let fit = |img: &RgbImage| {
+        let fit = |img: Arc<RgbImage>| {
             if img.dimensions() == (w, h) {
-                img.clone()
+                img
             } else {
-                resize_bilinear_cv2(img, w, h)
+                Arc::new(resize_bilinear_cv2(&img, w, h))
             }
         };
         match self {
             Source::Sia(set) | Source::Textures(set) => match set.draw(rng) {
                 Some((img, file)) => {
-                    let mut image = fit(&img);
+                    let mut image = fit(img);
                     let ops = if matches!(self, Source::Textures(_)) {
-                        augment::rand_augment(rng, &mut image).to_vec()
+                        // Copies the image first when the cache still shares it.
+                        augment::rand_augment(rng, Arc::make_mut(&mut image)).to_vec()
                     } else {
                         Vec::new()
                     };
@@ -337,13 +339,13 @@ impl Source {
                 }
                 // Every file became unreadable after opening (e.g. deleted): fall back, warned.
                 None => Drawn {
-                    image: procedural_texture(rng, w, h),
+                    image: Arc::new(procedural_texture(rng, w, h)),
                     file: None,
                     ops: Vec::new(),
                 },
             },
             Source::Procedural => Drawn {
-                image: procedural_texture(rng, w, h),
+                image: Arc::new(procedural_texture(rng, w, h)),
                 file: None,
                 ops: Vec::new(),
             },

@@ -207,12 +207,16 @@ impl Synthesizer {
         let mask = loop {
             attempts += 1;
             let mut m = perlin_mask(rng, w, h, &self.config.perlin);
-            if !foreground_ignored {
-                m.iter_mut()
-                    .zip(fg)
-                    .for_each(|(v, &f)| *v = if f != 0 { *v } else { 0 });
-            }
-            let empty = m.iter().all(|&v| v == 0);
+            // OR of all mask bytes (no early exit, so the loops vectorise).
+            let any = if foreground_ignored {
+                m.iter().fold(0u8, |a, &v| a | v)
+            } else {
+                m.iter_mut().zip(fg).fold(0u8, |a, (v, &f)| {
+                    *v = if f != 0 { *v } else { 0 };
+                    a | *v
+                })
+            };
+            let empty = any == 0;
             if !empty || !self.config.redraw_empty || attempts >= 4 * MAX_REDRAWS {
                 break m;
             }
