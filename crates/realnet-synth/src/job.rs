@@ -482,3 +482,25 @@ pub fn outline(img: &RgbImage, mask: &GrayImage) -> RgbImage {
     }
     out
 }
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+
+    /// A resumed job rewrites the lines it read back: they must come out byte-identical, which
+    /// needs exact float parsing (serde_json's `float_roundtrip`; without it the last digit of β
+    /// can change, as a kill-and-resume run showed).
+    #[test]
+    fn index_lines_round_trip_exactly() {
+        let line = r#"{"index":12,"image":"images/00012.png","mask":"masks/00012.png","base":"b.png","kind":"procedural","source_file":null,"beta":0.9314015104915403,"mask_fraction":0.0701751708984375,"seed":1,"ops":[]}"#;
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("index.jsonl"), format!("{line}\n")).unwrap();
+        std::fs::create_dir_all(d.path().join("images")).unwrap();
+        std::fs::create_dir_all(d.path().join("masks")).unwrap();
+        std::fs::write(d.path().join("images/00012.png"), b"x").unwrap();
+        std::fs::write(d.path().join("masks/00012.png"), b"x").unwrap();
+        let read = read_index(d.path(), 20);
+        let back = serde_json::to_string(&read[&12]).unwrap();
+        assert_eq!(back, line);
+    }
+}
