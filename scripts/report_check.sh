@@ -9,7 +9,7 @@
 #   REPORT_HTML=path/to/report.html scripts/report_check.sh [OUT]   # an existing page
 #
 # Writes OUT/report.html (unless REPORT_HTML), OUT/dom.html (the DOM after loading), OUT/chromium.log,
-# OUT/screenshot.png (1280×2000 window) and OUT/screenshot-small.png (the same at half scale).
+# OUT/screenshot.png (1280×2000 window).
 # Installs Debian's chromium when it is missing (needs root and the Debian archive).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -76,15 +76,11 @@ if grep -Eq "(src|href)=\"(https?:|//)" "$out/dom.html"; then
     fail=1
 fi
 
-# 2. Screenshots (full size, and half scale for documentation).
+# 2. The screenshot.
 chromium "${flags[@]}" --hide-scrollbars --window-size=1280,2000 \
     --screenshot="$out/screenshot.png" "$url" 2>>"$out/chromium.log"
-chromium "${flags[@]}" --hide-scrollbars --window-size=1280,2000 --force-device-scale-factor=0.5 \
-    --screenshot="$out/screenshot-small.png" "$url" 2>>"$out/chromium.log"
-for s in "$out/screenshot.png" "$out/screenshot-small.png"; do
-    [[ -s "$s" ]] || { echo "report_check: no screenshot $s" >&2; fail=1; }
-done
-echo "report_check: screenshots $out/screenshot.png $out/screenshot-small.png"
+[[ -s "$out/screenshot.png" ]] || { echo "report_check: no screenshot" >&2; fail=1; }
+echo "report_check: screenshot $out/screenshot.png"
 if ((fail)); then
     echo "report_check: FAILED" >&2
     exit 1
