@@ -1,19 +1,33 @@
 //! `realnet test`: the category's test split through [`crate::infer::Detector`], metrics from
-//! `realnet-metrics` (the same code as `realnet metrics`), optional `.npy` maps and overlays.
+//! `realnet-metrics` (the same code as `realnet metrics`), optional `.npy` maps, overlays and the HTML
+//! report (`realnet-report`).
 use crate::infer::{Detector, Prediction};
 use crate::overlay;
 use anyhow::Context;
 use image::{GrayImage, RgbImage};
 use realnet_data::layout::{Category, Sample};
 use realnet_metrics::{Map, Report, Scored};
+use realnet_report::{Gallery, ImageEntry, Picture, ReportInput};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub struct TestOptions {
     pub data: PathBuf,
     pub maps_out: Option<PathBuf>,
     pub overlays_out: Option<PathBuf>,
+    /// Write the HTML report as `DIR/report.html`.
+    pub report_out: Option<PathBuf>,
+    /// The run folder (named in the report).
+    pub run: Option<PathBuf>,
     pub batch: usize,
 }
+
+/// The report file's name inside `--report DIR`.
+pub const REPORT_FILE: &str = "report.html";
+
+/// How many of the most and of the least anomalous images the report's gallery shows (besides every
+/// miss).
+pub const REPORT_GALLERY_SIZE: usize = 6;
 
 /// One scored test image.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -53,6 +67,8 @@ pub fn test(det: &Detector, opts: &TestOptions) -> anyhow::Result<TestOutcome> {
     let mut scored = Vec::with_capacity(cat.test.len());
     let mut images = Vec::with_capacity(cat.test.len());
     let mut skipped = Vec::new();
+    // For the report's gallery: each scored image at the network size and its mask.
+    let mut kept: Vec<(RgbImage, Option<GrayImage>)> = Vec::new();
     for chunk in cat.test.chunks(opts.batch.max(1)) {
         let loaded = realnet_data::load::load_all(chunk, Some((size, size)));
         let mut ok: Vec<(&Sample, RgbImage, Option<GrayImage>)> = Vec::new();
@@ -67,8 +83,8 @@ pub fn test(det: &Detector, opts: &TestOptions) -> anyhow::Result<TestOutcome> {
         }
         let imgs: Vec<&RgbImage> = ok.iter().map(|o| &o.1).collect();
         let preds = det.predict(&imgs);
-        for ((s, img, mask), p) in ok.iter().zip(preds) {
-            write_outputs(det, opts, s, img, mask.as_ref(), &p)?;
+        for ((s, img, mask), p) in ok.into_iter().zip(preds) {
+            write_outputs(det, opts, s, &img, mask.as_ref(), &p)?;
             images.push(ImageResult {
                 path: s.path.clone(),
                 defect: s.defect.clone(),
@@ -85,16 +101,167 @@ pub fn test(det: &Detector, opts: &TestOptions) -> anyhow::Result<TestOutcome> {
                 map: Map::new(p.size as usize, p.size as usize, p.map)?,
                 image_score: p.score as f32,
             });
+            if opts.report_out.is_some() {
+                kept.push((img, mask));
+            }
         }
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    let report = realnet_metrics::evaluate(&scored).context("computing metrics")?;
+    let report = match &opts.report_out {
+        None => realnet_metrics::evaluate(&scored).context("computing metrics")?,
+        Some(dir) => {
+            let (report, curves) = realnet_metrics::evaluate_with_curves(
+                &scored,
+                realnet_metrics::DEFAULT_CURVE_POINTS,
+            )
+            .context("computing metrics")?;
+            let input = report_input(
+                det, opts, &report, curves, &scored, &images, &kept, &skipped,
+            )?;
+            write_report(dir, &input)?;
+            report
+        }
+    };
     Ok(TestOutcome {
         report,
         images,
         skipped,
     })
+}
+
+/// Everything the report shows: metrics, curves, every image's score, pictures of the gallery images
+/// (the same overlays as `--overlays` / `predict --out`) and the model's metadata.
+#[allow(clippy::too_many_arguments)]
+fn report_input(
+    det: &Detector,
+    opts: &TestOptions,
+    report: &Report,
+    curves: realnet_metrics::Curves,
+    scored: &[Scored],
+    results: &[ImageResult],
+    kept: &[(RgbImage, Option<GrayImage>)],
+    skipped: &[String],
+) -> anyhow::Result<ReportInput> {
+    let meta = &det.meta;
+    // The detector's f64 scores (not the metrics' f32 copies), so that "predicted" is exactly
+    // `ImageResult::anomalous`.
+    let images: Vec<ImageEntry> = scored
+        .iter()
+        .zip(results)
+        .map(|(s, r)| ImageEntry {
+            name: s.name.clone(),
+            defect: s.defect.clone(),
+            score: r.score,
+            anomalous: s.is_anomalous(),
+        })
+        .collect();
+    let gallery = Gallery::pick(&images, meta.threshold.image, REPORT_GALLERY_SIZE);
+    let mut pictures = BTreeMap::new();
+    for i in gallery.indices() {
+        let (Some(s), Some((img, mask))) = (scored.get(i), kept.get(i)) else {
+            continue;
+        };
+        let ov = overlay::for_prediction(meta, img, &s.map.data, mask.as_ref());
+        pictures.insert(
+            i,
+            Picture {
+                image_png: overlay::png_bytes(img).context("encoding a gallery image")?,
+                overlay_png: overlay::png_bytes(&ov).context("encoding a gallery overlay")?,
+            },
+        );
+    }
+    let mut notes = report.notes();
+    if !skipped.is_empty() {
+        notes.push(format!(
+            "{} test image(s) could not be read and are not in this report: {}",
+            skipped.len(),
+            skipped.join("; ")
+        ));
+    }
+    Ok(ReportInput {
+        title: format!("realnet test: {}", meta.category),
+        metadata: metadata(det, opts),
+        metrics: report.clone(),
+        notes,
+        curves,
+        images,
+        image_threshold: meta.threshold.image,
+        pixel_threshold: meta.threshold.pixel,
+        pictures,
+        gallery_size: REPORT_GALLERY_SIZE,
+    })
+}
+
+/// The model's metadata as the report lists it.
+fn metadata(det: &Detector, opts: &TestOptions) -> Vec<(String, String)> {
+    let m = &det.meta;
+    let t = &m.threshold;
+    let opt = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.4}"));
+    let mut out = vec![
+        ("category".to_string(), m.category.clone()),
+        ("backbone".to_string(), m.backbone.clone()),
+        ("preset".to_string(), det.config.preset.clone()),
+        ("image size".to_string(), format!("{0}×{0}", m.image_size)),
+        (
+            "image score".to_string(),
+            format!("max of the {0}×{0} mean-pooled map", m.score_pool),
+        ),
+        (
+            "image threshold".to_string(),
+            format!("{:.6} ({})", t.image, t.method),
+        ),
+        ("pixel threshold".to_string(), format!("{:.6}", t.pixel)),
+        (
+            "validation".to_string(),
+            format!(
+                "{} normal, {} synthetic; AUROC normal vs synthetic {}",
+                t.val_normal.n,
+                t.val_synthetic.n,
+                opt(t.val_auroc)
+            ),
+        ),
+        ("seed".to_string(), m.seed.to_string()),
+        ("training steps".to_string(), m.steps.to_string()),
+        (
+            "training images".to_string(),
+            format!("{} (+ {} held out)", m.train_images, m.val_images),
+        ),
+        (
+            "training time".to_string(),
+            format!(
+                "{:.0} s ({:.1} min) on {}",
+                m.train_seconds,
+                m.train_seconds / 60.0,
+                m.device
+            ),
+        ),
+        ("trained with realnet".to_string(), m.tool_version.clone()),
+        (
+            "report by realnet".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+        (
+            "backbone weights sha256".to_string(),
+            m.backbone_sha256.clone().unwrap_or_else(|| "n/a".into()),
+        ),
+        ("training data".to_string(), m.data.display().to_string()),
+        ("test data".to_string(), opts.data.display().to_string()),
+    ];
+    if let Some(r) = &opts.run {
+        out.push(("run".to_string(), r.display().to_string()));
+    }
+    out
+}
+
+/// Renders the page and writes `dir/report.html` atomically.
+pub fn write_report(dir: &Path, input: &ReportInput) -> anyhow::Result<PathBuf> {
+    let html = realnet_report::render(input).context("rendering the report")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(REPORT_FILE);
+    crate::bundle::write_atomic(&path, html.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 fn write_outputs(
@@ -118,7 +285,7 @@ fn write_outputs(
     if let Some(dir) = &opts.overlays_out {
         let d = dir.join(&s.defect);
         std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
-        let o = overlay::overlay(img, &p.map, mask, Some(det.meta.threshold.pixel as f32));
+        let o = overlay::for_prediction(&det.meta, img, &p.map, mask);
         save_png_atomic(&o, &d.join(format!("{}.png", s.stem())))?;
     }
     Ok(())
@@ -143,15 +310,25 @@ pub fn write_npy_f32(path: &Path, h: usize, w: usize, data: &[f32]) -> anyhow::R
 }
 
 pub fn save_png_atomic(img: &RgbImage, path: &Path) -> anyhow::Result<()> {
-    let mut buf = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut buf, image::ImageFormat::Png)?;
-    crate::bundle::write_atomic(path, buf.get_ref())
-        .with_context(|| format!("writing {}", path.display()))
+    let bytes = overlay::png_bytes(img)?;
+    crate::bundle::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn report_is_written_atomically_into_a_new_folder() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("new/report");
+        let input = realnet_report::sample::sample_input(4, 4);
+        let p = write_report(&dir, &input).unwrap();
+        assert_eq!(p, dir.join(REPORT_FILE));
+        let html = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(html, realnet_report::render(&input).unwrap());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    }
 
     #[test]
     fn npy_round_trips_through_the_metrics_reader() {

@@ -2,11 +2,13 @@
 //! detection, on libtorch through `tch`.
 //!
 //! The pure-Rust parts live in their own crates and are re-exported here: the data layer
-//! ([`data`]), the evaluation metrics ([`metrics`]) and anomaly synthesis ([`synth`]). This crate adds
+//! ([`data`]), the evaluation metrics ([`metrics`]), the HTML report and overlays ([`report`]) and
+//! anomaly synthesis ([`synth`]). This crate adds
 //! the tensor parts (backbones, AFS, reconstruction, RRS, SDAS) and the command line.
 
 pub use realnet_data as data;
 pub use realnet_metrics as metrics;
+pub use realnet_report as report;
 pub use realnet_synth as synth;
 
 pub mod batch;

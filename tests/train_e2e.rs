@@ -125,6 +125,32 @@ fn train_resume_test_predict() {
     assert_eq!(v["n_images"], 5);
     assert_eq!(v["per_defect"].as_object().unwrap().len(), 3);
 
+    // --report adds DIR/report.html and changes nothing on stdout; its overlays are test --overlays'.
+    let report = tmp.path().join("report");
+    let overlays = tmp.path().join("overlays");
+    let with_report = ok(&realnet(&[
+        "test",
+        "--run",
+        a.to_str().unwrap(),
+        "--json",
+        "--report",
+        report.to_str().unwrap(),
+        "--overlays",
+        overlays.to_str().unwrap(),
+    ]));
+    assert_eq!(with_report, json, "--report must not change the JSON");
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert_eq!(html.matches("<figure class=\"plot\"").count(), 3);
+    assert!(html.contains("<img src=\"data:image/png;base64,"));
+    assert!(!html.contains("http://") && !html.contains("https://"));
+    assert!(html.contains("efficientnet_lite2"), "metadata: backbone");
+    assert_eq!(
+        std::fs::read_dir(&report).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
+
     // predict: one unreadable file is reported, the rest are scored (exit 5).
     let imgs = tmp.path().join("imgs");
     std::fs::create_dir_all(&imgs).unwrap();
@@ -165,6 +191,25 @@ fn train_resume_test_predict() {
     };
     let here = scores(&a);
     assert_eq!(here.len(), 2);
+    // predict --out draws the same overlay as test --overlays (no ground truth for a good image).
+    let pred_out = tmp.path().join("pred_out");
+    let out = realnet(&[
+        "predict",
+        "--run",
+        a.to_str().unwrap(),
+        "--out",
+        pred_out.to_str().unwrap(),
+        imgs.join("good.png").to_str().unwrap(),
+    ]);
+    ok(&out);
+    let p = image::open(pred_out.join("good.png")).unwrap().to_rgb8();
+    let t = image::open(overlays.join("good/000.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(p.dimensions(), t.dimensions());
+    // another batch may round a few map values differently; the pictures agree otherwise
+    let differ = p.pixels().zip(t.pixels()).filter(|(x, y)| x != y).count();
+    assert!(differ * 1000 <= p.len() / 3, "{differ} pixels differ");
     // A run folder copied elsewhere predicts the same scores.
     let moved = tmp.path().join("moved");
     std::fs::create_dir_all(&moved).unwrap();

@@ -66,12 +66,15 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<i32> {
     }
     let det = Detector::load(&run, Some(&weights), device)?;
     let overlays = a.out.join("overlays");
+    let report = a.out.join("report");
     let out = test(
         &det,
         &TestOptions {
             data,
             maps_out: None,
             overlays_out: Some(overlays.clone()),
+            report_out: Some(report.clone()),
+            run: Some(run.clone()),
             batch: 8,
         },
     )?;
@@ -90,8 +93,9 @@ pub fn run(a: DemoArgs, g: &Global) -> anyhow::Result<i32> {
         out.images.len()
     );
     println!(
-        "overlays: {}   model: {}",
+        "overlays: {}   report: {}   model: {}",
         overlays.display(),
+        report.join(realnet::evaluate::REPORT_FILE).display(),
         run.display()
     );
     Ok(0)

@@ -79,12 +79,7 @@ pub fn run(a: PredictArgs, g: &Global) -> anyhow::Result<i32> {
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 let dst = o.join(format!("{stem}.png"));
-                let ov = realnet::overlay::overlay(
-                    img,
-                    &p.map,
-                    None,
-                    Some(det.meta.threshold.pixel as f32),
-                );
+                let ov = realnet::overlay::for_prediction(&det.meta, img, &p.map, None);
                 realnet::evaluate::save_png_atomic(&ov, &dst)?;
                 line["overlay"] = serde_json::json!(dst);
             }

@@ -25,6 +25,10 @@ pub struct TestArgs {
     /// Write heatmap overlays as DIR/<defect>/<stem>.png.
     #[arg(long)]
     pub overlays: Option<PathBuf>,
+    /// Write a self-contained HTML report (metrics, ROC/PRO curves, score histogram, gallery of the
+    /// most/least anomalous images and every miss, model metadata) as DIR/report.html.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
     /// Images per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
@@ -40,9 +44,17 @@ pub fn run(a: TestArgs, g: &Global) -> anyhow::Result<i32> {
             data,
             maps_out: a.maps_out,
             overlays_out: a.overlays,
+            report_out: a.report.clone(),
+            run: Some(a.run.clone()),
             batch: a.batch,
         },
     )?;
+    if let Some(dir) = &a.report {
+        eprintln!(
+            "report: {}",
+            dir.join(realnet::evaluate::REPORT_FILE).display()
+        );
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out.report)?);
     } else {

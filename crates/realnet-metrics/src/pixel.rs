@@ -11,6 +11,7 @@
 //! lazily, when that accumulator next sees a pixel of its own: in between, its TP count and PRO are
 //! constant, so those negatives only add 2·tp each to the AUROC sum and a flat PRO-curve segment.
 use crate::components::label8;
+use crate::curves::{Curve, Thinner};
 use crate::radix::{bucket, sort_bucket, BUCKETS};
 use crate::MetricsError;
 use rayon::prelude::*;
@@ -77,6 +78,21 @@ struct Acc {
     pro_done: bool,
     /// defect accumulators: how many good negatives (global count) are already folded in
     g_synced: u64,
+    /// curve points for plotting (the whole-set accumulator only, when asked for)
+    rec: Option<Box<Recorder>>,
+}
+
+/// The ROC and PRO points of one accumulator, recorded as the sweep closes each run.
+struct Recorder {
+    roc: Thinner,
+    pro: Thinner,
+}
+
+/// Pixel ROC and PRO curve of the whole set (see [`crate::Curves`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PixelCurves {
+    pub roc: Option<Curve>,
+    pub pro: Option<Curve>,
 }
 
 impl Acc {
@@ -106,6 +122,12 @@ impl Acc {
         if dtp > 0 {
             self.pro += self.dpro;
             self.ap += dtp as f64 * (self.tp as f64 / (self.tp + self.fp) as f64);
+        }
+        if let Some(r) = self.rec.as_deref_mut() {
+            r.roc.push(
+                self.fp as f64 * self.inv_neg,
+                self.tp as f64 / self.n_pos.max(1) as f64,
+            );
         }
         if !self.pro_done {
             self.pro_point(limit);
@@ -144,11 +166,30 @@ impl Acc {
         if f <= limit {
             self.area += (f - self.f_prev) * (p + self.p_prev) * 0.5;
             (self.f_prev, self.p_prev) = (f, p);
+            if let Some(r) = self.rec.as_deref_mut() {
+                r.pro.push(f, p);
+            }
         } else {
             // the first point past the limit: interpolate the curve at exactly FPR = limit
             let p_lim = self.p_prev + (p - self.p_prev) * (limit - self.f_prev) / (f - self.f_prev);
             self.area += (limit - self.f_prev) * (p_lim + self.p_prev) * 0.5;
             self.pro_done = true;
+            if let Some(r) = self.rec.as_deref_mut() {
+                r.pro.push(limit, p_lim);
+            }
+        }
+    }
+
+    /// The recorded curves (only where the matching metric is defined).
+    fn curves(&mut self) -> PixelCurves {
+        let Some(r) = self.rec.take() else {
+            return PixelCurves::default();
+        };
+        let Recorder { roc, pro } = *r;
+        let defined = self.n_pos > 0 && self.n_neg > 0;
+        PixelCurves {
+            roc: defined.then(|| roc.finish()),
+            pro: (defined && self.n_regions > 0).then(|| pro.finish()),
         }
     }
 
@@ -236,7 +277,7 @@ impl Sweep {
         self.g_run = 0;
     }
 
-    fn finish(mut self) -> (PixelMetrics, Vec<PixelMetrics>) {
+    fn finish(mut self) -> PixelOutput {
         if self.cur.is_some() {
             self.end_run();
         }
@@ -244,10 +285,11 @@ impl Sweep {
         for acc in self.defects.iter_mut() {
             acc.sync(g, limit);
         }
-        (
-            self.all.finish(limit),
-            self.defects.iter().map(|a| a.finish(limit)).collect(),
-        )
+        PixelOutput {
+            all: self.all.finish(limit),
+            per_defect: self.defects.iter().map(|a| a.finish(limit)).collect(),
+            curves: self.all.curves(),
+        }
     }
 }
 
@@ -279,13 +321,24 @@ fn write_keys(it: &PixelItem, out: &mut [u64], hist: &mut [u32]) -> Vec<u32> {
     }
 }
 
+/// What [`pixel_metrics`] computes.
+pub(crate) struct PixelOutput {
+    pub all: PixelMetrics,
+    pub per_defect: Vec<PixelMetrics>,
+    /// The whole set's curves; empty unless curve points were asked for.
+    pub curves: PixelCurves,
+}
+
 /// Pixel metrics of the whole set and of each of the `n_defects` defect subsets; AUPRO integrates the
-/// PRO curve up to `fpr_limit`. Items must be validated (sizes, finite scores) by the caller.
+/// PRO curve up to `fpr_limit`. With `curve_points`, the same sweep also records the whole set's ROC and
+/// PRO curves, thinned to about that many points. Items must be validated (sizes, finite scores) by the
+/// caller.
 pub(crate) fn pixel_metrics(
     items: &[PixelItem],
     n_defects: usize,
     fpr_limit: f64,
-) -> Result<(PixelMetrics, Vec<PixelMetrics>), MetricsError> {
+    curve_points: Option<usize>,
+) -> Result<PixelOutput, MetricsError> {
     let n: usize = items.iter().map(|it| it.scores.len()).sum();
     if n > u32::MAX as usize {
         return Err(MetricsError::TooLarge(format!(
@@ -361,6 +414,12 @@ pub(crate) fn pixel_metrics(
         }
     }
     accs.iter_mut().for_each(Acc::start);
+    if let Some(n) = curve_points {
+        accs[0].rec = Some(Box::new(Recorder {
+            roc: Thinner::new(n, 1.0),
+            pro: Thinner::new(n, fpr_limit),
+        }));
+    }
 
     // 3. Scatter into buckets (descending score order), adding each image's class base on the way.
     let mut start = vec![0usize; BUCKETS + 1];
@@ -424,7 +483,7 @@ mod tests {
             height: scores.len() / w,
             defect: None,
         };
-        pixel_metrics(&[it], 0, 0.3).unwrap().0
+        pixel_metrics(&[it], 0, 0.3, None).unwrap().all
     }
 
     #[test]

@@ -14,8 +14,16 @@ pub struct RankingMetrics {
     pub f1_threshold: Option<f64>,
 }
 
-/// Metrics of `scores` (higher = more positive) against `labels`. Scores must not be NaN.
-pub fn ranking_metrics(scores: &[f64], labels: &[bool]) -> RankingMetrics {
+/// One run of tied scores, in descending score order: the threshold and the positives / negatives in it.
+pub(crate) struct TieGroup {
+    pub score: f64,
+    pub dtp: u64,
+    pub dfp: u64,
+}
+
+/// `scores` sorted descending and grouped into runs of equal scores (sklearn's thresholds), with the
+/// positive and negative counts. Shared by the metrics and the ROC curve ([`crate::image_roc`]).
+pub(crate) fn tie_groups(scores: &[f64], labels: &[bool]) -> (Vec<TieGroup>, u64, u64) {
     assert_eq!(scores.len(), labels.len(), "one label per score");
     // -0.0 and 0.0 are the same threshold (numpy compares them equal).
     let mut order: Vec<(f64, bool)> = scores
@@ -26,11 +34,7 @@ pub fn ranking_metrics(scores: &[f64], labels: &[bool]) -> RankingMetrics {
     order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
     let n_pos = labels.iter().filter(|&&l| l).count() as u64;
     let n_neg = labels.len() as u64 - n_pos;
-
-    let (mut tp, mut fp) = (0u64, 0u64);
-    let mut auc2: u128 = 0; // 2·area·P·N, exact: Σ over runs dfp·(2·tp_before + dtp)
-    let mut ap = 0f64;
-    let mut best: Option<(f64, f64)> = None;
+    let mut groups = Vec::new();
     let mut i = 0;
     while i < order.len() {
         let t = order[i].0;
@@ -43,6 +47,19 @@ pub fn ranking_metrics(scores: &[f64], labels: &[bool]) -> RankingMetrics {
             }
             i += 1;
         }
+        groups.push(TieGroup { score: t, dtp, dfp });
+    }
+    (groups, n_pos, n_neg)
+}
+
+/// Metrics of `scores` (higher = more positive) against `labels`. Scores must not be NaN.
+pub fn ranking_metrics(scores: &[f64], labels: &[bool]) -> RankingMetrics {
+    let (groups, n_pos, n_neg) = tie_groups(scores, labels);
+    let (mut tp, mut fp) = (0u64, 0u64);
+    let mut auc2: u128 = 0; // 2·area·P·N, exact: Σ over runs dfp·(2·tp_before + dtp)
+    let mut ap = 0f64;
+    let mut best: Option<(f64, f64)> = None;
+    for TieGroup { score: t, dtp, dfp } in groups {
         auc2 += dfp as u128 * (2 * tp + dtp) as u128;
         tp += dtp;
         fp += dfp;

@@ -1,5 +1,6 @@
 //! The evaluation of a scored test set: [`evaluate`] → [`Report`].
-use crate::pixel::{pixel_metrics, PixelItem, PixelMetrics};
+use crate::curves::{image_roc, Curve, Curves};
+use crate::pixel::{pixel_metrics, PixelCurves, PixelItem, PixelMetrics};
 use crate::ranking::ranking_metrics;
 use crate::{Map, MetricsError};
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,31 @@ pub struct Report {
 /// Evaluates a scored test set. Items may differ in size; each item's map and mask must agree. Errors
 /// name the item: a size mismatch, a NaN/inf in a map or image score, or an empty list.
 pub fn evaluate(items: &[Scored]) -> Result<Report, MetricsError> {
+    evaluate_inner(items, None).map(|r| r.0)
+}
+
+/// [`evaluate`], plus the whole set's image ROC, pixel ROC and PRO curves for plotting, recorded by the
+/// same sweeps (no second sort) and thinned to about `max_points` points each (see [`Curve`]). The
+/// report is identical to [`evaluate`]'s.
+pub fn evaluate_with_curves(
+    items: &[Scored],
+    max_points: usize,
+) -> Result<(Report, Curves), MetricsError> {
+    let (report, pixel, image_roc) = evaluate_inner(items, Some(max_points))?;
+    Ok((
+        report,
+        Curves {
+            image_roc,
+            pixel_roc: pixel.roc,
+            pro: pixel.pro,
+        },
+    ))
+}
+
+fn evaluate_inner(
+    items: &[Scored],
+    curve_points: Option<usize>,
+) -> Result<(Report, PixelCurves, Option<Curve>), MetricsError> {
     if items.is_empty() {
         return Err(MetricsError::Empty);
     }
@@ -88,7 +114,8 @@ pub fn evaluate(items: &[Scored]) -> Result<Report, MetricsError> {
             defect: index(&it.defect),
         })
         .collect();
-    let (pix, pix_per) = pixel_metrics(&pixel_items, defects.len(), AUPRO_FPR_LIMIT)?;
+    let out = pixel_metrics(&pixel_items, defects.len(), AUPRO_FPR_LIMIT, curve_points)?;
+    let (pix, pix_per) = (out.all, out.per_defect);
 
     let labels: Vec<bool> = items.iter().map(Scored::is_anomalous).collect();
     let image = |keep: &dyn Fn(&Scored) -> bool, pix: PixelMetrics| {
@@ -112,6 +139,10 @@ pub fn evaluate(items: &[Scored]) -> Result<Report, MetricsError> {
         }
     };
     let overall = image(&|_| true, pix);
+    let image_roc = curve_points.and_then(|n| {
+        let s: Vec<f64> = items.iter().map(|it| it.image_score as f64).collect();
+        image_roc(&s, &labels, n)
+    });
     let per_defect = defects
         .iter()
         .zip(pix_per)
@@ -122,10 +153,14 @@ pub fn evaluate(items: &[Scored]) -> Result<Report, MetricsError> {
             )
         })
         .collect();
-    Ok(Report {
-        overall,
-        per_defect,
-    })
+    Ok((
+        Report {
+            overall,
+            per_defect,
+        },
+        out.curves,
+        image_roc,
+    ))
 }
 
 fn validate(items: &[Scored]) -> Result<(), MetricsError> {
