@@ -10,6 +10,7 @@ pub use realnet_metrics as metrics;
 pub use realnet_synth as synth;
 
 pub mod batch;
+pub mod bench;
 pub mod bundle;
 pub mod config;
 pub mod demo;
