@@ -12,6 +12,7 @@ pub use realnet_report as report;
 pub use realnet_synth as synth;
 
 pub mod batch;
+pub mod bench;
 pub mod bundle;
 pub mod config;
 pub mod demo;

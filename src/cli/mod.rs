@@ -2,6 +2,7 @@
 use clap::{Args, Parser, Subcommand};
 
 pub mod backbone;
+pub mod bench;
 pub mod data;
 pub mod demo;
 pub mod metrics;
@@ -66,6 +67,8 @@ pub enum Command {
     /// Weight files: convert PyTorch checkpoints to safetensors (no Python needed).
     #[command(subcommand)]
     Weights(weights::WeightsCmd),
+    /// Timings side by side with ../shared/bench/torch_reference.py (same networks, same JSON).
+    Bench(bench::BenchArgs),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -82,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Sdas(cmd) => sdas::run(cmd, &cli.global),
         Command::Backbone(cmd) => backbone::run(cmd, &cli.global),
         Command::Weights(cmd) => weights::run(cmd, &cli.global),
+        Command::Bench(a) => bench::run(a, &cli.global),
     }
 }
 
