@@ -4,7 +4,7 @@
 //! nearest neighbour among the normal training images' patches — averaged over all patches of
 //! all images. Real good test images give the yardstick: samples at s = 0 should be near it,
 //! larger s further away.
-use super::sample::{sample, strength_of, Method};
+use super::sample::{sample, strength_of, Draw, Method};
 use super::schedule::{space_timesteps, Schedule};
 use super::train::load_model;
 use crate::error::UserError;
@@ -130,16 +130,14 @@ pub fn evaluate(o: &EvalOptions) -> anyhow::Result<EvalReport> {
                 .iter()
                 .map(|&i| strength_of(o.seed, i, [s, s]))
                 .collect();
-            let x = sample(
-                &net,
-                &sched,
+            let draw = Draw {
                 class,
-                o.seed,
-                &idx,
-                &st,
-                Method::Ddpm,
-                o.device,
-            );
+                seed: o.seed,
+                indices: &idx,
+                strengths: &st,
+                method: Method::Ddpm,
+            };
+            let x = sample(&net, &sched, &draw, o.device);
             imgs.extend(super::sample::to_images(&x));
         }
         let d = tch::no_grad(|| mean_nn_distance(&patches(&bb, &imgs, o.device), &bank));

@@ -40,17 +40,24 @@ pub fn strength_of(seed: u64, index: u64, range: [f64; 2]) -> f64 {
     noise::rng(seed, index, noise::STREAM_STRENGTH).gen_range(range[0]..range[1])
 }
 
-/// Samples images `indices` of class `class` (u8, N×3×S×S on the CPU).
-pub fn sample(
-    net: &DiffusionUNet,
-    sched: &Schedule,
-    class: i64,
-    seed: u64,
-    indices: &[u64],
-    strengths: &[f64],
-    method: Method,
-    device: Device,
-) -> Tensor {
+/// Which images to sample: `indices` of class `class` under `seed`, with their strengths.
+pub struct Draw<'a> {
+    pub class: i64,
+    pub seed: u64,
+    pub indices: &'a [u64],
+    pub strengths: &'a [f64],
+    pub method: Method,
+}
+
+/// Samples the images of `d` (u8, N×3×S×S on the CPU).
+pub fn sample(net: &DiffusionUNet, sched: &Schedule, d: &Draw, device: Device) -> Tensor {
+    let Draw {
+        class,
+        seed,
+        indices,
+        strengths,
+        method,
+    } = *d;
     let n = indices.len() as i64;
     let s = net.config.image_size;
     let mut rngs: Vec<_> = indices
@@ -242,9 +249,14 @@ pub fn run_job(job: &SampleJob) -> anyhow::Result<SampleReport> {
         if missing.iter().any(|&m| m) {
             // The whole group is sampled even when only part is missing, so every image is
             // computed in the same group as in an uninterrupted run.
-            let x = sample(
-                &net, &sched, class, job.seed, &idx, &s, job.method, job.device,
-            );
+            let draw = Draw {
+                class,
+                seed: job.seed,
+                indices: &idx,
+                strengths: &s,
+                method: job.method,
+            };
+            let x = sample(&net, &sched, &draw, job.device);
             for ((img, &i), &m) in to_images(&x).iter().zip(&idx).zip(&missing) {
                 if m {
                     crate::evaluate::save_png_atomic(img, &dir.join(file_name(i)))?;

@@ -58,11 +58,20 @@ pub struct SdasTrainSummary {
 const EMA: &str = "ema.";
 const MICRO_STEP: &str = "sdas.micro_step";
 
-/// Normal training images at the model size, as one u8 tensor N×3×S×S, with their class ids.
-fn load_images(
-    dirs: &[PathBuf],
-    size: u32,
-) -> anyhow::Result<(Tensor, Vec<i64>, Vec<String>, Vec<String>)> {
+/// The normal training images of all categories.
+struct TrainSet {
+    /// u8, N×3×S×S.
+    images: Tensor,
+    /// Class id of each image.
+    classes: Vec<i64>,
+    /// Category names, by class id.
+    names: Vec<String>,
+    /// Unreadable files, reported and skipped.
+    skipped: Vec<String>,
+}
+
+/// Normal training images at the model size, with their class ids.
+fn load_images(dirs: &[PathBuf], size: u32) -> anyhow::Result<TrainSet> {
     let mut data = Vec::new();
     let mut classes = Vec::new();
     let mut names = Vec::new();
@@ -100,7 +109,12 @@ fn load_images(
         .view([classes.len() as i64, s, s, 3])
         .permute([0, 3, 1, 2])
         .contiguous();
-    Ok((t, classes, names, skipped))
+    Ok(TrainSet {
+        images: t,
+        classes,
+        names,
+        skipped,
+    })
 }
 
 /// The images, timesteps and noise of micro-step `m`: a pure function of (seed, m). Images are
@@ -148,7 +162,12 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
     let out = &opts.out;
     bundle::open_run_dir(out, opts.resume)?;
     let size = opts.config.model.image_size as u32;
-    let (images, classes, categories, skipped) = load_images(&opts.data, size)?;
+    let TrainSet {
+        images,
+        classes,
+        names: categories,
+        skipped,
+    } = load_images(&opts.data, size)?;
     let mut cfg = opts.config.clone();
     cfg.model.num_classes = categories.len() as i64;
     if opts.resume {
@@ -259,7 +278,7 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
         if cfg.train.clip_grad_norm > 0.0 {
             clip_grad_norm(&params, cfg.train.clip_grad_norm);
         }
-        if step % cfg.train.accumulate == 0 {
+        if step.is_multiple_of(cfg.train.accumulate) {
             adam.step(&params);
             let d = cfg.train.ema_decay;
             tch::no_grad(|| {
@@ -277,7 +296,7 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
         let ips = ((step - first) * b) as f64 / t_loop.elapsed().as_secs_f64();
         bar.set_position(step as u64);
         bar.set_prefix(format!("loss {l:.4} ({ips:.1} img/s)"));
-        if step % 10 == 0 || step == budget_end {
+        if step.is_multiple_of(10) || step == budget_end {
             let c = count.max(1) as f64;
             let line = serde_json::json!({
                 "step": step, "loss": sum_loss / c, "mse": sum_mse / c, "vb": sum_vb / c,
@@ -286,7 +305,7 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
             writeln!(history, "{line}")?;
             (sum_loss, sum_mse, sum_vb, count) = (0.0, 0.0, 0.0, 0);
         }
-        if step % cfg.train.checkpoint_every == 0 || step == budget_end {
+        if step.is_multiple_of(cfg.train.checkpoint_every) || step == budget_end {
             let mut named: Vec<(String, Tensor)> = names
                 .iter()
                 .zip(&params)

@@ -111,10 +111,11 @@ fn linear(p: nn::Path, cin: i64, cout: i64) -> nn::Linear {
 }
 
 impl ResBlock {
-    fn new(p: nn::Path, cin: i64, cout: i64, emb_dim: i64, resample: Resample) -> Self {
+    /// Boxed: a ResBlock is twice the size of the other layers.
+    fn new(p: nn::Path, cin: i64, cout: i64, emb_dim: i64, resample: Resample) -> Box<Self> {
         let inl = &p / "in_layers";
         let outl = &p / "out_layers";
-        ResBlock {
+        Box::new(ResBlock {
             in_norm: layers::group_norm(&inl / "0", cin),
             in_conv: layers::conv2d(&inl / "2", cin, cout, 3, 1, true),
             emb: linear(&p / "emb_layers" / "1", emb_dim, 2 * cout),
@@ -123,7 +124,7 @@ impl ResBlock {
             skip: (cin != cout)
                 .then(|| layers::conv2d(&p / "skip_connection", cin, cout, 1, 1, true)),
             resample,
-        }
+        })
     }
 
     fn forward(&self, x: &Tensor, emb: &Tensor) -> Tensor {
@@ -164,8 +165,8 @@ fn nearest_up2(x: &Tensor) -> Tensor {
 #[derive(Debug)]
 enum Layer {
     Conv(nn::Conv2D),
-    Res(ResBlock),
-    Attn(AttentionBlock),
+    Res(Box<ResBlock>),
+    Attn(Box<AttentionBlock>),
 }
 
 impl Layer {
@@ -242,11 +243,11 @@ impl DiffusionUNet {
                 ))];
                 ch = mult * mc;
                 if cfg.attention_at(ds) {
-                    l.push(Layer::Attn(AttentionBlock::new(
+                    l.push(Layer::Attn(Box::new(AttentionBlock::new(
                         &bp / "1",
                         ch,
                         cfg.num_head_channels,
-                    )));
+                    ))));
                 }
                 input_blocks.push(l);
                 chans.push(ch);
@@ -267,7 +268,11 @@ impl DiffusionUNet {
         let mb = p / "middle_block";
         let middle_block = vec![
             Layer::Res(ResBlock::new(&mb / "0", ch, ch, emb_dim, Resample::None)),
-            Layer::Attn(AttentionBlock::new(&mb / "1", ch, cfg.num_head_channels)),
+            Layer::Attn(Box::new(AttentionBlock::new(
+                &mb / "1",
+                ch,
+                cfg.num_head_channels,
+            ))),
             Layer::Res(ResBlock::new(&mb / "2", ch, ch, emb_dim, Resample::None)),
         ];
         let ob = p / "output_blocks";
@@ -285,11 +290,11 @@ impl DiffusionUNet {
                 ))];
                 ch = mc * mult;
                 if cfg.attention_at(ds) {
-                    l.push(Layer::Attn(AttentionBlock::new(
+                    l.push(Layer::Attn(Box::new(AttentionBlock::new(
                         &bp / "1",
                         ch,
                         cfg.num_head_channels,
-                    )));
+                    ))));
                 }
                 if level > 0 && i == cfg.num_res_blocks {
                     let idx = l.len();
@@ -326,7 +331,7 @@ impl DiffusionUNet {
             .1
             .forward(&self.time_embed.0.forward(&temb).silu());
         if let (Some(le), Some(y)) = (&self.label_emb, y) {
-            emb = emb + le.forward(y);
+            emb += le.forward(y);
         }
         let mut hs = Vec::with_capacity(self.input_blocks.len());
         let mut h = x.shallow_clone();
