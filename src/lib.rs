@@ -22,5 +22,6 @@ pub mod optim;
 pub mod overlay;
 pub mod progress;
 pub mod sampling;
+pub mod serve;
 pub mod train;
 pub mod weights;
