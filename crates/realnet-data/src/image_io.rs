@@ -83,7 +83,7 @@ pub fn decode_bytes(
     name: &Path,
     opts: &DecodeOptions,
 ) -> Result<(DynamicImage, ImageInfo), DataError> {
-    decode_from(Cursor::new(bytes), bytes.len() as u64, name, opts)
+    decode_from(Cursor::new(bytes), bytes.len() as u64, name, opts).map_err(without_dataset_advice)
 }
 
 fn decode_from<R: BufRead + Seek>(
@@ -409,7 +409,7 @@ fn open_decoder<'a, R: BufRead + Seek + 'a>(
     if len == 0 {
         return Err(DataError::file(
             path,
-            "empty file (0 bytes); re-copy it or remove it from the dataset",
+            format!("empty file (0 bytes){RECOPY}"),
         ));
     }
     let mut head = Vec::with_capacity(64);
@@ -504,8 +504,7 @@ fn sniff_format(path: &Path, head: &[u8]) -> Result<ImageFormat, DataError> {
             Err(DataError::file(
                 path,
                 format!(
-                    "not an image: the content is {what}, not PNG, JPEG, BMP or TIFF{named}; \
-                     remove it from the dataset"
+                    "not an image: the content is {what}, not PNG, JPEG, BMP or TIFF{named}{REMOVE}"
                 ),
             ))
         }
@@ -570,22 +569,40 @@ fn color_name(c: image::ExtendedColorType) -> String {
     }
 }
 
+/// The advice that ends messages about dataset files; an upload has no dataset to fix, so
+/// [`decode_bytes`] leaves it out.
+const REMOVE: &str = "; remove it from the dataset";
+const RECOPY: &str = "; re-copy it or remove it from the dataset";
+const REEXPORT: &str = "; re-export the file or remove it from the dataset";
+
+fn without_dataset_advice(e: DataError) -> DataError {
+    match e {
+        DataError::File { path, message } => {
+            let message = [REEXPORT, RECOPY, REMOVE]
+                .iter()
+                .fold(message, |m, advice| m.replace(advice, ""));
+            DataError::File { path, message }
+        }
+        other => other,
+    }
+}
+
 /// Turns a decoder error into a message that says what is wrong with the file and what to do.
 fn decode_error(path: &Path, format: &str, e: ImageError) -> DataError {
-    let fix = "re-export the file or remove it from the dataset";
+    let fix = REEXPORT;
     let msg = match e {
         ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            format!("truncated {format} file (it ends before the image data does); {fix}")
+            format!("truncated {format} file (it ends before the image data does){fix}")
         }
         ImageError::IoError(io) => format!("cannot read: {io}"),
-        ImageError::Decoding(d) => format!("corrupt or truncated {format} data: {d}; {fix}"),
+        ImageError::Decoding(d) => format!("corrupt or truncated {format} data: {d}{fix}"),
         ImageError::Limits(l) => {
             format!("too large to decode within the memory limit ({l}); downscale it first")
         }
         ImageError::Unsupported(u) => {
             format!("unsupported {format} variant: {u}; convert it to 8-bit PNG")
         }
-        other => format!("cannot decode {format}: {other}; {fix}"),
+        other => format!("cannot decode {format}: {other}{fix}"),
     };
     DataError::file(path, msg)
 }
@@ -649,7 +666,10 @@ mod tests {
         let from_bytes = load_rgb_from_bytes(&png, name, Some((16, 16)), &opts).unwrap();
         assert_eq!(from_file, from_bytes);
         let err = load_rgb_from_bytes(b"hello", name, None, &opts).unwrap_err();
-        assert!(err.to_string().starts_with("upload: not an image"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "upload: not an image: the content is text, not PNG, JPEG, BMP or TIFF"
+        );
         assert!(load_rgb_from_bytes(&[], name, None, &opts).is_err());
         assert!(load_rgb_from_bytes(&png[..60], name, None, &opts).is_err());
         let small = DecodeOptions { max_pixels: 100 };
