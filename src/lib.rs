@@ -26,5 +26,6 @@ pub mod overlay;
 pub mod progress;
 pub mod sampling;
 pub mod sdas;
+pub mod serve;
 pub mod train;
 pub mod weights;

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod predict;
 pub mod sdas;
 pub mod sdas_eval;
+pub mod serve;
 pub mod synth;
 pub mod test;
 pub mod train;
@@ -51,6 +52,8 @@ pub enum Command {
     Test(test::TestArgs),
     /// Score any images or folders; one JSON line per image.
     Predict(predict::PredictArgs),
+    /// Serve a trained model over HTTP (JSON API, batched inference).
+    Serve(serve::ServeArgs),
     /// Inspect datasets.
     #[command(subcommand)]
     Data(data::DataCmd),
@@ -79,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Train(a) => train::run(a, &cli.global),
         Command::Test(a) => test::run(a, &cli.global),
         Command::Predict(a) => predict::run(a, &cli.global),
+        Command::Serve(a) => serve::run(a, &cli.global),
         Command::Data(cmd) => data::run(cmd, &cli.global),
         Command::Metrics(args) => metrics::run(args, &cli.global),
         Command::Synth(args) => synth::run(args, &cli.global),

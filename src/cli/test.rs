@@ -1,5 +1,6 @@
 //! `realnet test`.
 use crate::cli::Global;
+use anyhow::Context;
 use clap::Args;
 use realnet::evaluate::{test, TestOptions};
 use realnet::infer::Detector;
@@ -29,6 +30,10 @@ pub struct TestArgs {
     /// most/least anomalous images and every miss, model metadata) as DIR/report.html.
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// Write one JSON line per test image here (path, defect, score, normalised_score, label,
+    /// threshold: the keys of `realnet predict`).
+    #[arg(long)]
+    pub scores: Option<PathBuf>,
     /// Images per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
@@ -54,6 +59,20 @@ pub fn run(a: TestArgs, g: &Global) -> anyhow::Result<i32> {
             "report: {}",
             dir.join(realnet::evaluate::REPORT_FILE).display()
         );
+    }
+    if let Some(path) = &a.scores {
+        let mut text = String::new();
+        for im in &out.images {
+            let line = serde_json::json!({
+                "path": im.path, "defect": im.defect, "score": im.score,
+                "normalised_score": im.normalised,
+                "label": if im.anomalous { "anomalous" } else { "normal" },
+                "threshold": det.meta.threshold.image,
+            });
+            text.push_str(&format!("{line}\n"));
+        }
+        realnet::bundle::write_atomic(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out.report)?);

@@ -13,7 +13,7 @@ use image::{
     Pixel, RgbImage,
 };
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// Decoded images larger than this are refused (a corrupt header can claim 100,000 × 100,000).
@@ -64,16 +64,37 @@ pub fn probe(path: &Path) -> Result<ImageInfo, DataError> {
 
 /// [`probe`] with explicit limits.
 pub fn probe_with(path: &Path, opts: &DecodeOptions) -> Result<ImageInfo, DataError> {
-    let (_, info, _) = open_decoder(path, opts)?;
+    let (file, len) = open_file(path)?;
+    let (_, info, _) = open_decoder(BufReader::new(file), len, path, opts)?;
     Ok(info)
 }
 
 /// Decodes a file to an [`image::DynamicImage`] in its stored pixel format, EXIF orientation
 /// applied, plus its header facts.
 pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<(DynamicImage, ImageInfo), DataError> {
-    let (decoder, info, orientation) = open_decoder(path, opts)?;
+    let (file, len) = open_file(path)?;
+    decode_from(BufReader::new(file), len, path, opts)
+}
+
+/// [`decode`] for an image held in memory (an upload to `realnet serve`): the same format sniffing,
+/// limits, decoder and orientation handling. `name` stands for the file in error messages.
+pub fn decode_bytes(
+    bytes: &[u8],
+    name: &Path,
+    opts: &DecodeOptions,
+) -> Result<(DynamicImage, ImageInfo), DataError> {
+    decode_from(Cursor::new(bytes), bytes.len() as u64, name, opts).map_err(without_dataset_advice)
+}
+
+fn decode_from<R: BufRead + Seek>(
+    reader: R,
+    len: u64,
+    name: &Path,
+    opts: &DecodeOptions,
+) -> Result<(DynamicImage, ImageInfo), DataError> {
+    let (decoder, info, orientation) = open_decoder(reader, len, name, opts)?;
     let mut img =
-        DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, info.format, e))?;
+        DynamicImage::from_decoder(decoder).map_err(|e| decode_error(name, info.format, e))?;
     img.apply_orientation(orientation);
     Ok((img, info))
 }
@@ -91,11 +112,28 @@ pub fn load_rgb_with(
     opts: &DecodeOptions,
 ) -> Result<RgbImage, DataError> {
     let (img, _) = decode(path, opts)?;
-    let rgb = to_rgb8(&img);
-    Ok(match size {
+    Ok(rgb_at(&img, size))
+}
+
+/// [`load_rgb_with`] for an image held in memory; `name` stands for the file in error messages.
+/// Gives the same pixels as [`load_rgb_with`] on a file with these bytes.
+pub fn load_rgb_from_bytes(
+    bytes: &[u8],
+    name: &Path,
+    size: Option<(u32, u32)>,
+    opts: &DecodeOptions,
+) -> Result<RgbImage, DataError> {
+    let (img, _) = decode_bytes(bytes, name, opts)?;
+    Ok(rgb_at(&img, size))
+}
+
+/// 8-bit RGB, resized to `size` when given.
+fn rgb_at(img: &DynamicImage, size: Option<(u32, u32)>) -> RgbImage {
+    let rgb = to_rgb8(img);
+    match size {
         Some((w, h)) => resize_rgb(&rgb, w, h),
         None => rgb,
-    })
+    }
 }
 
 /// A mask: any value > 0 is anomalous → 255, else 0; resized with nearest to (w, h).
@@ -343,26 +381,39 @@ pub fn binarize(img: &DynamicImage) -> GrayImage {
     }
 }
 
-/// Opens the file, checks it is a non-empty image of a supported format within the pixel limit,
-/// and returns a decoder positioned after the header.
-fn open_decoder(
-    path: &Path,
-    opts: &DecodeOptions,
-) -> Result<(impl ImageDecoder, ImageInfo, image::metadata::Orientation), DataError> {
-    let mut file =
-        File::open(path).map_err(|e| DataError::file(path, format!("cannot open: {e}")))?;
+/// Opens a file and tells its length.
+fn open_file(path: &Path) -> Result<(File, u64), DataError> {
+    let file = File::open(path).map_err(|e| DataError::file(path, format!("cannot open: {e}")))?;
     let len = file
         .metadata()
         .map_err(|e| DataError::file(path, format!("cannot read: {e}")))?
         .len();
+    Ok((file, len))
+}
+
+/// Checks that `reader` (`len` bytes, called `path` in errors) is a non-empty image of a supported
+/// format within the pixel limit, and returns a decoder positioned after the header.
+fn open_decoder<'a, R: BufRead + Seek + 'a>(
+    mut reader: R,
+    len: u64,
+    path: &Path,
+    opts: &DecodeOptions,
+) -> Result<
+    (
+        impl ImageDecoder + 'a,
+        ImageInfo,
+        image::metadata::Orientation,
+    ),
+    DataError,
+> {
     if len == 0 {
         return Err(DataError::file(
             path,
-            "empty file (0 bytes); re-copy it or remove it from the dataset",
+            format!("empty file (0 bytes){RECOPY}"),
         ));
     }
     let mut head = Vec::with_capacity(64);
-    (&mut file)
+    (&mut reader)
         .take(64)
         .read_to_end(&mut head)
         .map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
@@ -373,9 +424,10 @@ fn open_decoder(
     } else {
         None
     };
-    file.seek(SeekFrom::Start(0))
+    reader
+        .seek(SeekFrom::Start(0))
         .map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
-    let mut reader = ImageReader::with_format(BufReader::new(file), format);
+    let mut reader = ImageReader::with_format(reader, format);
     let mut limits = image::Limits::default();
     // 8 bytes per pixel covers 16-bit RGBA; slack for decoder scratch buffers.
     limits.max_alloc = Some(opts.max_pixels.saturating_mul(8).saturating_add(64 << 20));
@@ -452,8 +504,7 @@ fn sniff_format(path: &Path, head: &[u8]) -> Result<ImageFormat, DataError> {
             Err(DataError::file(
                 path,
                 format!(
-                    "not an image: the content is {what}, not PNG, JPEG, BMP or TIFF{named}; \
-                     remove it from the dataset"
+                    "not an image: the content is {what}, not PNG, JPEG, BMP or TIFF{named}{REMOVE}"
                 ),
             ))
         }
@@ -518,22 +569,40 @@ fn color_name(c: image::ExtendedColorType) -> String {
     }
 }
 
+/// The advice that ends messages about dataset files; an upload has no dataset to fix, so
+/// [`decode_bytes`] leaves it out.
+const REMOVE: &str = "; remove it from the dataset";
+const RECOPY: &str = "; re-copy it or remove it from the dataset";
+const REEXPORT: &str = "; re-export the file or remove it from the dataset";
+
+fn without_dataset_advice(e: DataError) -> DataError {
+    match e {
+        DataError::File { path, message } => {
+            let message = [REEXPORT, RECOPY, REMOVE]
+                .iter()
+                .fold(message, |m, advice| m.replace(advice, ""));
+            DataError::File { path, message }
+        }
+        other => other,
+    }
+}
+
 /// Turns a decoder error into a message that says what is wrong with the file and what to do.
 fn decode_error(path: &Path, format: &str, e: ImageError) -> DataError {
-    let fix = "re-export the file or remove it from the dataset";
+    let fix = REEXPORT;
     let msg = match e {
         ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            format!("truncated {format} file (it ends before the image data does); {fix}")
+            format!("truncated {format} file (it ends before the image data does){fix}")
         }
         ImageError::IoError(io) => format!("cannot read: {io}"),
-        ImageError::Decoding(d) => format!("corrupt or truncated {format} data: {d}; {fix}"),
+        ImageError::Decoding(d) => format!("corrupt or truncated {format} data: {d}{fix}"),
         ImageError::Limits(l) => {
             format!("too large to decode within the memory limit ({l}); downscale it first")
         }
         ImageError::Unsupported(u) => {
             format!("unsupported {format} variant: {u}; convert it to 8-bit PNG")
         }
-        other => format!("cannot decode {format}: {other}; {fix}"),
+        other => format!("cannot decode {format}: {other}{fix}"),
     };
     DataError::file(path, msg)
 }
@@ -580,6 +649,32 @@ mod tests {
             to_rgb8(&DynamicImage::ImageRgba8(rgba)).as_raw(),
             &[10, 20, 30]
         );
+    }
+
+    #[test]
+    fn bytes_and_file_give_the_same_pixels_and_errors() {
+        let img = RgbImage::from_fn(37, 23, |x, y| image::Rgb([x as u8 * 7, y as u8 * 11, 99]));
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.png");
+        std::fs::write(&f, &png).unwrap();
+        let opts = DecodeOptions::default();
+        let name = Path::new("upload");
+        let from_file = load_rgb_with(&f, Some((16, 16)), &opts).unwrap();
+        let from_bytes = load_rgb_from_bytes(&png, name, Some((16, 16)), &opts).unwrap();
+        assert_eq!(from_file, from_bytes);
+        let err = load_rgb_from_bytes(b"hello", name, None, &opts).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "upload: not an image: the content is text, not PNG, JPEG, BMP or TIFF"
+        );
+        assert!(load_rgb_from_bytes(&[], name, None, &opts).is_err());
+        assert!(load_rgb_from_bytes(&png[..60], name, None, &opts).is_err());
+        let small = DecodeOptions { max_pixels: 100 };
+        let err = load_rgb_from_bytes(&png, name, None, &small).unwrap_err();
+        assert!(err.to_string().contains("over the limit"), "{err}");
     }
 
     #[test]
