@@ -1,27 +1,10 @@
 //! SDAS end to end on a tiny built-in dataset and a tiny denoiser: train (interrupted and resumed
 //! ends bit-identical to uninterrupted), sample in shards (the union equals a one-shard run byte for
-//! byte, a rerun skips what exists), strengths in the index, eval's JSON, and clear refusals.
+//! byte, a rerun skips what exists), strengths in the index, and clear refusals.
+mod common;
+use common::*;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn realnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_realnet"))
-        .args(["--device", "cpu", "--threads", "1"])
-        .args(args)
-        .output()
-        .expect("run realnet")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use std::process::Output;
 
 const TINY: [&str; 16] = [
     "--set",

@@ -2,36 +2,13 @@
 //! `realnet predict` and `realnet test` (one inference path, batched or not), answers malformed
 //! requests with 4xx JSON errors and keeps serving, routes everything in its OpenAPI document, and
 //! finishes in-flight requests on SIGTERM.
+mod common;
+use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-fn shared(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared")
-        .join(rel)
-}
-
-fn realnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_realnet"))
-        .args(["--device", "cpu", "--threads", "1"])
-        .args(args)
-        .output()
-        .expect("run realnet")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// One HTTP/1.1 exchange on a fresh connection: (status, body).
 fn http(

@@ -2,33 +2,10 @@
 //! promises around them — a resumed CPU run ends bit-identical to an uninterrupted one, a copied run
 //! folder predicts the same scores, unreadable images are reported and skipped, and another
 //! backbone's weights are refused.
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn shared(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared")
-        .join(rel)
-}
-
-fn realnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_realnet"))
-        .args(["--device", "cpu", "--threads", "1"])
-        .args(args)
-        .output()
-        .expect("run realnet")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Output;
 
 const TINY: [&str; 14] = [
     "--set",

@@ -93,6 +93,29 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// What a training command says when it stops, and its exit code (5 when files were skipped).
+fn training_done(
+    finished: bool,
+    steps: usize,
+    seconds: f64,
+    out: &std::path::Path,
+    clean: bool,
+) -> i32 {
+    if finished {
+        eprintln!(
+            "trained {steps} steps in {seconds:.0} s → {}",
+            out.display()
+        );
+    } else {
+        eprintln!("stopped at step {steps} (resume with --resume)");
+    }
+    if clean {
+        0
+    } else {
+        realnet::error::exit::PARTIAL
+    }
+}
+
 pub fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "info",

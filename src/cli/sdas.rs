@@ -91,21 +91,13 @@ pub fn run(cmd: SdasCmd, g: &Global) -> anyhow::Result<i32> {
                 stop_after: a.stop_after,
                 init: a.init,
             })?;
-            if s.finished {
-                eprintln!(
-                    "trained {} steps in {:.0} s → {}",
-                    s.steps,
-                    s.seconds,
-                    a.out.display()
-                );
-            } else {
-                eprintln!("stopped at step {} (resume with --resume)", s.steps);
-            }
-            Ok(if s.skipped_files.is_empty() {
-                0
-            } else {
-                realnet::error::exit::PARTIAL
-            })
+            Ok(super::training_done(
+                s.finished,
+                s.steps,
+                s.seconds,
+                &a.out,
+                s.skipped_files.is_empty(),
+            ))
         }
         SdasCmd::Sample(a) => {
             let method: Method = a

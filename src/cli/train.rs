@@ -68,19 +68,11 @@ pub fn run(a: TrainArgs, g: &Global) -> anyhow::Result<i32> {
         stop_after: a.stop_after,
     };
     let s = train(&opts)?;
-    if s.finished {
-        eprintln!(
-            "trained {} steps in {:.0} s → {}",
-            s.steps,
-            s.seconds,
-            a.out.display()
-        );
-    } else {
-        eprintln!("stopped at step {} (resume with --resume)", s.steps);
-    }
-    Ok(if s.skipped_files.is_empty() {
-        0
-    } else {
-        realnet::error::exit::PARTIAL
-    })
+    Ok(super::training_done(
+        s.finished,
+        s.steps,
+        s.seconds,
+        &a.out,
+        s.skipped_files.is_empty(),
+    ))
 }
