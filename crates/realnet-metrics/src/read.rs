@@ -42,7 +42,8 @@ pub fn read_npy(path: &Path) -> Result<Map, MetricsError> {
     finite(path, map)
 }
 
-fn parse_npy(b: &[u8]) -> Result<Map, String> {
+/// Parses `.npy` bytes (what [`read_npy`] reads from a file); public for the fuzz target.
+pub fn parse_npy(b: &[u8]) -> Result<Map, String> {
     if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (no \\x93NUMPY magic)".into());
     }

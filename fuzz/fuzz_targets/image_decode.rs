@@ -1,0 +1,14 @@
+//! The image loader on arbitrary bytes (PNG/JPEG/BMP/TIFF sniffing, limits, decoding, orientation,
+//! conversion to RGB and PIL-style resizing): an error is fine, a panic or an abort is a bug.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use realnet_data::image_io::{load_rgb_from_bytes, DecodeOptions};
+use std::path::Path;
+
+fuzz_target!(|data: &[u8]| {
+    // A small pixel limit keeps each run's memory bounded; the limit itself is part of what is tested.
+    let opts = DecodeOptions { max_pixels: 1 << 20 };
+    if let Ok(img) = load_rgb_from_bytes(data, Path::new("fuzz"), Some((17, 9)), &opts) {
+        assert_eq!(img.dimensions(), (17, 9));
+    }
+});
