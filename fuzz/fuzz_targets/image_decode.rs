@@ -7,7 +7,9 @@ use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
     // A small pixel limit keeps each run's memory bounded; the limit itself is part of what is tested.
-    let opts = DecodeOptions { max_pixels: 1 << 20 };
+    let opts = DecodeOptions {
+        max_pixels: 1 << 20,
+    };
     if let Ok(img) = load_rgb_from_bytes(data, Path::new("fuzz"), Some((17, 9)), &opts) {
         assert_eq!(img.dimensions(), (17, 9));
     }
