@@ -18,7 +18,6 @@ shift $(($# < 3 ? $# : 3))
 EXTRA=("$@")
 PY="${PY:-$HOME/.cache/realnet/venv/bin/python}"
 REF="${REF:-$root/../shared/bench/torch_reference.py}"
-[ -f "$REF" ] || REF=/work/shared/bench/torch_reference.py
 [ -f "$REF" ] || { echo "error: torch_reference.py not found (set REF)" >&2; exit 3; }
 TARGET="${CARGO_TARGET_DIR:-$root/target}"
 OUT="${OUT:-$TARGET/bench/$CONFIG-$WHAT.jsonl}"
