@@ -46,6 +46,12 @@ pub struct TrainConfig {
     /// Epochs over the training images, used when `steps` = 0 (official: 1000).
     pub epochs: usize,
     pub lr: f64,
+    /// `constant` (official) or `cosine`: decay from `lr` to 0 over the run after the warm-up.
+    #[serde(default = "default_lr_schedule")]
+    pub lr_schedule: String,
+    /// Steps of linear warm-up from 0 to `lr` (official 0).
+    #[serde(default)]
+    pub warmup_steps: usize,
     pub seed: u64,
     /// Probability that a training sample stays normal (official 0.5).
     pub normal_prob: f64,
@@ -65,6 +71,10 @@ pub struct TrainConfig {
     /// Foreground rule (`all`, `otsu:gray:dark:close6:open6`, …); empty = the category's rule from
     /// spec §3.2 when its name is known, else the whole image.
     pub foreground: String,
+}
+
+fn default_lr_schedule() -> String {
+    "constant".into()
 }
 
 impl Config {
@@ -105,6 +115,8 @@ impl Config {
                 steps: 0,
                 epochs: 1000,
                 lr: 1e-4,
+                lr_schedule: default_lr_schedule(),
+                warmup_steps: 0,
                 seed: 100,
                 normal_prob: 0.5,
                 redraw_empty: false,
@@ -227,6 +239,12 @@ impl Config {
         }
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return bad(format!("train.lr = {} must be positive", t.lr));
+        }
+        if !matches!(t.lr_schedule.as_str(), "constant" | "cosine") {
+            return bad(format!(
+                "train.lr_schedule = '{}': use constant or cosine",
+                t.lr_schedule
+            ));
         }
         if t.checkpoint_every == 0 {
             return bad("train.checkpoint_every must be ≥ 1".into());

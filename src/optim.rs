@@ -2,6 +2,20 @@
 //! run continues bit-identically. Same update as `torch.optim.Adam` (no weight decay, no amsgrad).
 use tch::{Kind, Tensor};
 
+/// The learning rate of 0-based `step` out of `total`: linear warm-up over `warmup` steps, then
+/// `base` (constant) or a half-cosine from `base` to 0 at `total` (cosine). A pure function of the
+/// step, so a resumed run follows the same curve.
+pub fn scheduled_lr(base: f64, cosine: bool, warmup: usize, step: usize, total: usize) -> f64 {
+    if step < warmup {
+        return base * (step + 1) as f64 / warmup as f64;
+    }
+    if !cosine || total <= warmup {
+        return base;
+    }
+    let t = (step - warmup) as f64 / (total - warmup) as f64;
+    0.5 * base * (1.0 + (std::f64::consts::PI * t).cos())
+}
+
 #[derive(Debug)]
 pub struct Adam {
     pub lr: f64,
@@ -110,6 +124,19 @@ mod tests {
             "{}",
             x.double_value(&[0])
         );
+    }
+
+    #[test]
+    fn schedule_warms_up_then_decays_to_zero() {
+        let lr = |s| scheduled_lr(1.0, true, 10, s, 110);
+        assert!((lr(0) - 0.1).abs() < 1e-12);
+        assert!((lr(9) - 1.0).abs() < 1e-12);
+        assert!((lr(10) - 1.0).abs() < 1e-12);
+        assert!((lr(60) - 0.5).abs() < 1e-12);
+        assert!(lr(109) > 0.0 && lr(109) < 1e-3);
+        assert!((10..109).all(|s| lr(s + 1) < lr(s)));
+        // Constant ignores the total and equals the official behaviour without warm-up.
+        assert!((0..50).all(|s| scheduled_lr(2e-4, false, 0, s, 50) == 2e-4));
     }
 
     #[test]

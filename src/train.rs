@@ -175,6 +175,13 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
             let hb = rx.recv().context("data pipeline stopped")?;
             let t_step = Instant::now();
             let (loss, ce, mse) = train_step(&ctx, &net, &fit, clean.as_ref(), &hb);
+            adam.lr = crate::optim::scheduled_lr(
+                cfg.train.lr,
+                cfg.train.lr_schedule == "cosine",
+                cfg.train.warmup_steps,
+                step,
+                total,
+            );
             adam.step(&params);
             tracing::debug!(
                 "step {}: waited {:.3} s for data, {:.3} s compute, loss {loss:.4}",
@@ -188,7 +195,7 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
             bar.set_prefix(format!("loss {loss:.4} ({ips:.1} img/s)"));
             if step % 10 == 0 || step == budget_end {
                 let line = serde_json::json!({
-                    "step": step, "loss": loss, "ce": ce, "mse": mse,
+                    "step": step, "loss": loss, "ce": ce, "mse": mse, "lr": adam.lr,
                     "images_per_s": ips, "elapsed_s": t0.elapsed().as_secs_f64(),
                 });
                 writeln!(history, "{line}")?;
