@@ -277,13 +277,28 @@ pub fn layer<T: Serialize + serde::de::DeserializeOwned>(
     file: Option<&Path>,
     sets: &[String],
 ) -> Result<T, UserError> {
+    let text = match file {
+        Some(path) => Some((
+            path,
+            std::fs::read_to_string(path).map_err(|e| {
+                UserError::BadModel(format!("config {}: cannot read: {e}", path.display()))
+            })?,
+        )),
+        None => None,
+    };
+    layer_text(base, text.as_ref().map(|(p, t)| (*p, t.as_str())), sets)
+}
+
+/// [`layer`] on a config file's text (`path` only names it in errors); public for the fuzz target.
+pub fn layer_text<T: Serialize + serde::de::DeserializeOwned>(
+    base: &T,
+    file: Option<(&Path, &str)>,
+    sets: &[String],
+) -> Result<T, UserError> {
     let mut value = toml::Value::try_from(base)
         .map_err(|e| UserError::BadModel(format!("internal: preset to TOML: {e}")))?;
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            UserError::BadModel(format!("config {}: cannot read: {e}", path.display()))
-        })?;
-        let over: toml::Value = toml::from_str(&text).map_err(|e| {
+    if let Some((path, text)) = file {
+        let over: toml::Value = toml::from_str(text).map_err(|e| {
             UserError::BadModel(format!("config {}: not valid TOML: {e}", path.display()))
         })?;
         merge(&mut value, over);

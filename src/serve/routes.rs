@@ -169,14 +169,8 @@ async fn predict(
     State(app): State<Shared>,
     req: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let want_map = wants_map(req.uri().query())?;
-    let uploads = read_uploads(req).await?;
-    // Decoding and resizing are CPU work: off the async threads, in parallel with other requests.
-    let dec = app.decode;
-    let size = app.image_size;
-    let images = tokio::task::spawn_blocking(move || decode_all(&uploads, size, &dec))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let PredictRequest { want_map, images } =
+        parse_predict(req, app.image_size, app.decode).await?;
     let (names, images): (Vec<String>, Vec<RgbImage>) = images.into_iter().unzip();
     let preds = predict_all(&app.batcher, images).await?;
     let threshold = app.threshold;
@@ -201,6 +195,31 @@ async fn predict(
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(Json(serde_json::json!({ "predictions": answers })))
+}
+
+/// A `/v1/predict` request as the model sees it.
+#[derive(Debug)]
+pub struct PredictRequest {
+    pub want_map: bool,
+    /// (part or file name, image resized to `size`×`size`).
+    pub images: Vec<(String, RgbImage)>,
+}
+
+/// Everything a predict request goes through before the model: query, content type, raw or
+/// multipart body, decoding and resizing. Public for the HTTP fuzz target; every failure is a
+/// 4xx [`ApiError`] naming the fault.
+pub async fn parse_predict(
+    req: Request,
+    size: u32,
+    dec: DecodeOptions,
+) -> Result<PredictRequest, ApiError> {
+    let want_map = wants_map(req.uri().query())?;
+    let uploads = read_uploads(req).await?;
+    // Decoding and resizing are CPU work: off the async threads, in parallel with other requests.
+    let images = tokio::task::spawn_blocking(move || decode_all(&uploads, size, &dec))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(PredictRequest { want_map, images })
 }
 
 /// Queues every image with the worker, then awaits all answers.

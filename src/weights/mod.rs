@@ -9,9 +9,10 @@
 
 pub mod convert;
 pub mod file;
-pub mod pickle;
-pub mod pth;
 pub mod strict;
+
+// The checkpoint parser is a libtorch-free crate (fuzzed on its own); same paths as before.
+pub use realnet_pth::{pickle, pth};
 
 pub use convert::{convert, ConvertSummary};
 pub use file::{read_safetensors, sha256_file, TensorFile};

@@ -24,5 +24,5 @@ pub use curves::{image_roc, trapezoid, Curve, Curves, DEFAULT_CURVE_POINTS};
 pub use error::MetricsError;
 pub use map::{ImageScore, Map};
 pub use ranking::{ranking_metrics, RankingMetrics};
-pub use read::{parse_npy, read_map, read_npy, read_tiff};
+pub use read::{parse_npy, parse_tiff, read_map, read_npy, read_tiff};
 pub use report::{evaluate, evaluate_with_curves, Metrics, Report, Scored, AUPRO_FPR_LIMIT};

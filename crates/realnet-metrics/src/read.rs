@@ -120,26 +120,32 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
 
 /// Reads a `.tiff` map: one gray plane of 32- or 64-bit floats.
 pub fn read_tiff(path: &Path) -> Result<Map, MetricsError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| MetricsError::file(path, format!("cannot read: {e}")))?;
+    let map = parse_tiff(&bytes).map_err(|m| MetricsError::file(path, m))?;
+    finite(path, map)
+}
+
+/// Parses `.tiff` bytes (what [`read_tiff`] reads from a file); public for the fuzz target. The
+/// decoder's default limits bound the memory a lying header can ask for.
+pub fn parse_tiff(b: &[u8]) -> Result<Map, String> {
     use tiff::decoder::{Decoder, DecodingResult};
-    let file = std::fs::File::open(path)
-        .map_err(|e| MetricsError::file(path, format!("cannot read: {e}")))?;
-    let bad = |e: tiff::TiffError| MetricsError::file(path, format!("not a readable TIFF: {e}"));
-    let mut dec = Decoder::new(std::io::BufReader::new(file)).map_err(bad)?;
+    let bad = |e: tiff::TiffError| format!("not a readable TIFF: {e}");
+    let mut dec = Decoder::new(std::io::Cursor::new(b)).map_err(bad)?;
     let (w, h) = dec.dimensions().map_err(bad)?;
     let ct = dec.colortype().map_err(bad)?;
     let data = match (ct, dec.read_image().map_err(bad)?) {
         (tiff::ColorType::Gray(32), DecodingResult::F32(v)) => v,
-        (tiff::ColorType::Gray(64), DecodingResult::F64(v)) => v.into_iter().map(|x| x as f32).collect(),
+        (tiff::ColorType::Gray(64), DecodingResult::F64(v)) => {
+            v.into_iter().map(|x| x as f32).collect()
+        }
         (ct, _) => {
-            return Err(MetricsError::file(
-                path,
-                format!("color type {ct:?} of integer or multi-channel samples: expected one 32-bit float gray plane"),
+            return Err(format!(
+                "color type {ct:?} of integer or multi-channel samples: expected one 32-bit float gray plane"
             ))
         }
     };
-    let map = Map::new(w as usize, h as usize, data)
-        .map_err(|e| MetricsError::file(path, e.to_string()))?;
-    finite(path, map)
+    Map::new(w as usize, h as usize, data).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! legacy format (magic number, pickles, then raw storages). Only tensors are extracted; nothing in
 //! the pickle is executed.
 
-use super::pickle::{self, Value};
+use crate::pickle::{self, Value};
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::Dtype;
 use std::collections::HashMap;
@@ -23,6 +23,22 @@ impl RawTensor {
     }
 }
 
+/// So that converted tensors are written by `safetensors::serialize` without a copy.
+impl safetensors::View for &RawTensor {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
 /// The tensors of a checkpoint's state dict, in file order, with any `module.` prefix removed.
 #[derive(Debug)]
 pub struct Checkpoint {
@@ -40,18 +56,23 @@ const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 
 /// Reads a `.pth`/`.pt`/`.bin` checkpoint written by `torch.save`.
 pub fn read_pth(path: &Path) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let ck = if bytes.starts_with(b"PK\x03\x04") {
-        read_zip(&bytes)
+    parse_pth(&bytes)
+        .with_context(|| format!("{}: cannot read as a PyTorch checkpoint", path.display()))
+}
+
+/// Parses checkpoint bytes (what [`read_pth`] reads from a file); public for the fuzz target.
+pub fn parse_pth(bytes: &[u8]) -> Result<Checkpoint> {
+    if bytes.starts_with(b"PK\x03\x04") {
+        read_zip(bytes)
     } else if bytes.len() > 2 && bytes[0] == 0x80 {
-        read_legacy(&bytes)
+        read_legacy(bytes)
     } else if bytes.len() > 262 && &bytes[257..262] == b"ustar" {
         Err(anyhow!("this is the tar format of torch < 0.4, which is not supported; re-save it with a newer torch"))
     } else {
         Err(anyhow!(
             "not a PyTorch checkpoint (neither a zip archive nor a legacy pickle stream)"
         ))
-    };
-    ck.with_context(|| format!("{}: cannot read as a PyTorch checkpoint", path.display()))
+    }
 }
 
 /// One storage: its element type and raw bytes (little-endian).
