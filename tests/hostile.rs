@@ -136,9 +136,7 @@ fn cmyk_jpeg() -> Vec<u8> {
         put(extra as u32 & ((1 << cat) - 1), cat, &mut bits);
         put(0, 1, &mut bits); // EOB
     }
-    while bits.len() % 8 != 0 {
-        bits.push(true);
-    }
+    bits.resize(bits.len().div_ceil(8) * 8, true); // pad with 1-bits
     for byte in bits.chunks(8) {
         let b = byte.iter().fold(0u8, |acc, &x| acc << 1 | x as u8);
         v.push(b);
@@ -533,6 +531,9 @@ fn bad_runs(f: &Fixture, tag: &str) -> Vec<(&'static str, PathBuf, Vec<String>)>
     v
 }
 
+/// A refused command line: what, the data folder, extra arguments, exit code, expected substrings.
+type Case<'a> = (&'a str, &'a Path, Vec<&'a str>, i32, Vec<&'a str>);
+
 // ---------------------------------------------------------------------------------------------
 // data inspect
 
@@ -664,7 +665,7 @@ fn train_skips_bad_images_and_refuses_bad_settings() {
     std::fs::write(&trunc_w, &std::fs::read(lite2()).unwrap()[..5000]).unwrap();
     let mnv2 = shared("weights/mobilenet_v2_torchvision_imagenet1k_v1.safetensors");
     #[rustfmt::skip]
-    let cases: Vec<(&str, &Path, Vec<&str>, i32, Vec<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         ("empty training folder", &empty, vec![], 3, vec!["no training images"]),
         ("no readable training image", &only_bad, vec![], 3, vec!["only 0 readable training image", "empty.png: empty file", "text.png: not an image", "huge.png: header says"]),
         ("config: unknown key", &f.cat, vec!["--config", s(&unknown)], 4, vec![s(&unknown), "stepz"]),
@@ -950,7 +951,7 @@ fn sdas_skips_bad_images_and_refuses_bad_models() {
     let range = f.root.join("sdas range.toml");
     std::fs::write(&range, "[diffusion]\ntimesteps = 1000000000\n").unwrap();
     #[rustfmt::skip]
-    let cases: Vec<(&str, &Path, Vec<&str>, i32, Vec<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         ("empty training folder", &empty, vec![], 3, vec!["no training images"]),
         ("config: unknown key", &f.cat, vec!["--config", s(&unknown)], 4, vec![s(&unknown), "bogus"]),
         ("config: out of range", &f.cat, vec!["--config", s(&range)], 4, vec![s(&range), "diffusion.timesteps = 1000000000"]),
