@@ -6,6 +6,10 @@ use crate::model::rrs::RrsConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// Largest network input side: far beyond the official 256, small enough that one image's tensors
+/// fit in memory (a typo such as 2560000 is refused instead of aborting on allocation).
+pub const MAX_IMAGE_SIZE: i64 = 4096;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -161,7 +165,12 @@ impl Config {
         sets: &[String],
     ) -> Result<Config, UserError> {
         let cfg: Config = layer(&Self::preset(preset)?, file, sets)?;
-        cfg.validate()?;
+        if let Err(e) = cfg.validate() {
+            let file_alone = || -> Result<(), UserError> {
+                layer::<Config>(&Self::preset(preset)?, file, &[])?.validate()
+            };
+            return Err(blame_file(e, file, file_alone));
+        }
         Ok(cfg)
     }
 
@@ -171,7 +180,8 @@ impl Config {
             .map_err(|e| UserError::BadModel(format!("{}: cannot read: {e}", path.display())))?;
         let cfg: Config = toml::from_str(&text)
             .map_err(|e| UserError::BadModel(format!("{}: {e}", path.display())))?;
-        cfg.validate()?;
+        cfg.validate()
+            .map_err(|e| UserError::BadModel(format!("{}: {e}", path.display())))?;
         Ok(cfg)
     }
 
@@ -191,9 +201,9 @@ impl Config {
         if m.afs_keep.iter().chain(&m.recon_base).any(|&c| c < 1) {
             return bad("model.afs_keep and model.recon_base must be ≥ 1".into());
         }
-        if m.image_size < 32 || m.image_size % 32 != 0 {
+        if !(32..=MAX_IMAGE_SIZE).contains(&m.image_size) || m.image_size % 32 != 0 {
             return bad(format!(
-                "model.image_size = {} must be a multiple of 32, ≥ 32",
+                "model.image_size = {} must be a multiple of 32 in 32..={MAX_IMAGE_SIZE}",
                 m.image_size
             ));
         }
@@ -215,8 +225,34 @@ impl Config {
                 m.score_pool, m.image_size
             ));
         }
-        if m.rrs.top_max + m.rrs.top_mean < 1 || m.rrs.hidden < 1 {
-            return bad("model.rrs: top_max + top_mean and hidden must be ≥ 1".into());
+        // Every block's attention (those at model.attention_mult, and the middle one) must split
+        // its channels evenly into heads.
+        for &base in &m.recon_base {
+            for (level, &mult) in m.channel_mult.iter().enumerate() {
+                let last = level + 1 == m.channel_mult.len();
+                if last || m.attention_mult.contains(&(1 << level)) {
+                    if let Err(e) =
+                        crate::model::attention::check_heads(mult * base, m.head_channels)
+                    {
+                        return bad(format!("model.head_channels = {}: {e}", m.head_channels));
+                    }
+                }
+            }
+        }
+        let kept: i64 = m.afs_keep.iter().sum();
+        let r = &m.rrs;
+        if !(0..=kept).contains(&r.top_max)
+            || !(0..=kept).contains(&r.top_mean)
+            || r.top_max + r.top_mean < 1
+        {
+            return bad(format!(
+                "model.rrs.top_max = {} and model.rrs.top_mean = {} must each be in 0..={kept} (the \
+                 channels model.afs_keep keeps), not both 0",
+                r.top_max, r.top_mean
+            ));
+        }
+        if r.hidden < 1 {
+            return bad("model.rrs.hidden must be ≥ 1".into());
         }
         let t = &self.train;
         if t.batch_size < 2 {
@@ -245,6 +281,9 @@ impl Config {
                 "train.lr_schedule = '{}': use constant or cosine",
                 t.lr_schedule
             ));
+        }
+        if t.afs_batches == 0 {
+            return bad("train.afs_batches must be ≥ 1 (AFS ranks channels on them)".into());
         }
         if t.checkpoint_every == 0 {
             return bad("train.checkpoint_every must be ≥ 1".into());
@@ -302,6 +341,11 @@ pub fn layer_text<T: Serialize + serde::de::DeserializeOwned>(
             UserError::BadModel(format!("config {}: not valid TOML: {e}", path.display()))
         })?;
         merge(&mut value, over);
+        // Unknown keys and values of the wrong type in the file are the file's fault: name it.
+        value
+            .clone()
+            .try_into::<T>()
+            .map_err(|e| UserError::BadModel(format!("config {}: {e}", path.display())))?;
     }
     for s in sets {
         let (key, raw) = s.split_once('=').ok_or_else(|| {
@@ -316,6 +360,21 @@ pub fn layer_text<T: Serialize + serde::de::DeserializeOwned>(
     value
         .try_into()
         .map_err(|e| UserError::BadModel(format!("configuration: {e}")))
+}
+
+/// A range error `e` of a configuration made from a preset, a TOML `file` and `--set`s names the
+/// file when the file alone (preset + file, no `--set`) already fails (`file_alone`).
+pub fn blame_file(
+    e: UserError,
+    file: Option<&Path>,
+    file_alone: impl FnOnce() -> Result<(), UserError>,
+) -> UserError {
+    match file {
+        Some(path) if file_alone().is_err() => {
+            UserError::BadModel(format!("config {}: {e}", path.display()))
+        }
+        _ => e,
+    }
 }
 
 fn merge(base: &mut toml::Value, over: toml::Value) {

@@ -36,6 +36,15 @@ impl Sampler {
         })
     }
 
+    /// Anomaly source files found unreadable so far (skipped, each with why).
+    pub fn skipped_sources(&self) -> Vec<String> {
+        let mut v = self.train.skipped_sources();
+        v.extend(self.redraw.skipped_sources());
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// A training sample: normal with probability `normal_prob`, else synthetic (spec §3).
     pub fn sample(
         &self,

@@ -211,7 +211,11 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     })?;
     bar.finish_and_clear();
     drop(history);
-    let skipped_files: Vec<String> = skipped.iter().map(|e| e.to_string()).collect();
+    let skipped_files: Vec<String> = skipped
+        .iter()
+        .map(|e| e.to_string())
+        .chain(ctx.synth.skipped_sources())
+        .collect();
     if step < total {
         return Ok(TrainSummary {
             steps: step,

@@ -1,12 +1,13 @@
 //! `realnet metrics`: metrics of anomaly maps written by any method, against a category's test split.
 //!
 //! Maps are `MAPS/<defect>/<stem>.npy|.tiff` (float, any size; `<defect>` is the test sub-folder, with
-//! `good` also accepted for the normal folder of layouts that name it otherwise). Masks are resized
-//! with nearest to each map. Every problem is collected and reported (each naming its file) before
-//! exiting with 3: metrics of a partial test set would not be comparable, so nothing is skipped.
+//! `good` also accepted for the normal folder of layouts that name it otherwise). Masks must have
+//! their image's size and are resized with nearest to each map. Every problem is collected and
+//! reported (each naming its file) before exiting with 3: metrics of a partial test set would not be
+//! comparable, so nothing is skipped.
 use clap::Args;
 use rayon::prelude::*;
-use realnet::data::{load_mask, Category, Sample};
+use realnet::data::{image_io, Category, Sample};
 use realnet::error::{exit, UserError};
 use realnet::metrics::{evaluate, read_map, ImageScore, Scored};
 use std::collections::BTreeSet;
@@ -192,8 +193,22 @@ fn load_item(maps: &Path, s: &Sample, score: ImageScore) -> Result<Scored, Strin
     let map = read_map(path).map_err(|e| e.to_string())?;
     let mask = match (&s.mask, s.is_anomalous()) {
         (Some(m), _) => {
-            let g =
-                load_mask(m, (map.width as u32, map.height as u32)).map_err(|e| e.to_string())?;
+            let opts = image_io::DecodeOptions::default();
+            let g = image_io::load_mask_native(m, &opts).map_err(|e| e.to_string())?;
+            // A mask of another size than its image belongs to another image (as `test` finds).
+            let img = image_io::probe(&s.path).map_err(|e| e.to_string())?;
+            if g.dimensions() != (img.width, img.height) {
+                return Err(format!(
+                    "{}: mask is {}×{} but its image {} is {}×{}; use the mask made for this image",
+                    m.display(),
+                    g.width(),
+                    g.height(),
+                    s.path.display(),
+                    img.width,
+                    img.height
+                ));
+            }
+            let g = image_io::resize_mask(&g, map.width as u32, map.height as u32);
             Some(g.as_raw().iter().map(|&v| v > 0).collect())
         }
         (None, true) => {

@@ -2,6 +2,7 @@
 use crate::cli::Global;
 use clap::Args;
 use realnet::infer::Detector;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
@@ -23,19 +24,40 @@ pub struct PredictArgs {
     pub batch: usize,
 }
 
-fn collect(p: &Path, out: &mut Vec<PathBuf>) {
-    if p.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        entries.sort();
-        for e in entries {
-            if e.is_dir() || realnet_data::image_io::has_image_extension(&e) {
-                collect(&e, out);
-            }
-        }
-    } else {
+/// Image files under `p` (folders searched recursively, sorted). A folder reached again through a
+/// link (a symlink loop such as `up -> ..`) is searched once; a folder that cannot be listed is an
+/// error line, like an unreadable image.
+fn collect(
+    p: &Path,
+    out: &mut Vec<PathBuf>,
+    seen: &mut HashSet<PathBuf>,
+    errors: &mut Vec<(PathBuf, String)>,
+) {
+    if !p.is_dir() {
         out.push(p.to_path_buf());
+        return;
+    }
+    let real = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    if !seen.insert(real) {
+        tracing::warn!(
+            "{}: skipped, a link to a folder already searched",
+            p.display()
+        );
+        return;
+    }
+    let mut entries: Vec<PathBuf> = match std::fs::read_dir(p) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) => {
+            let msg = format!("{}: cannot list the folder: {e}", p.display());
+            errors.push((p.to_path_buf(), msg));
+            return;
+        }
+    };
+    entries.sort();
+    for e in entries {
+        if e.is_dir() || realnet_data::image_io::has_image_extension(&e) {
+            collect(&e, out, seen, errors);
+        }
     }
 }
 
@@ -43,18 +65,22 @@ pub fn run(a: PredictArgs, g: &Global) -> anyhow::Result<i32> {
     let device = realnet::device::parse_device(&g.device)?;
     let det = Detector::load(&a.run, a.weights.as_deref(), device)?;
     let mut files = Vec::new();
+    let (mut seen, mut errors) = (HashSet::new(), Vec::new());
     for p in &a.paths {
         if !p.exists() {
             eprintln!("error: {}: no such file or folder", p.display());
             continue;
         }
-        collect(p, &mut files);
+        collect(p, &mut files, &mut seen, &mut errors);
     }
     if let Some(o) = &a.out {
         std::fs::create_dir_all(o)?;
     }
     let size = det.image_size();
-    let mut failed = a.paths.iter().filter(|p| !p.exists()).count();
+    let mut failed = a.paths.iter().filter(|p| !p.exists()).count() + errors.len();
+    for (path, msg) in &errors {
+        println!("{}", serde_json::json!({"path": path, "error": msg}));
+    }
     for chunk in files.chunks(a.batch.max(1)) {
         let mut ok = Vec::new();
         for f in chunk {

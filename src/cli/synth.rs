@@ -85,7 +85,7 @@ pub fn run(args: SynthArgs, _g: &super::Global) -> anyhow::Result<i32> {
             eprintln!("skipped: {s}");
         }
         eprintln!(
-            "synth: {} unreadable base images were skipped",
+            "synth: {} unreadable input images (base images or anomaly sources) were skipped",
             report.skipped_inputs.len()
         );
         return Ok(exit::PARTIAL);

@@ -11,10 +11,32 @@ pub struct AttentionBlock {
     heads: i64,
 }
 
+/// How many heads `channels` split into with heads of `head_channels` (at least one).
+pub fn heads(channels: i64, head_channels: i64) -> i64 {
+    (channels / head_channels.max(1)).max(1)
+}
+
+/// Checks that `channels` split evenly into heads of `head_channels` (what the configurations'
+/// `validate` ask of every attention block, so that a bad width is refused instead of failing in
+/// the forward pass).
+pub fn check_heads(channels: i64, head_channels: i64) -> Result<(), String> {
+    if head_channels < 1 {
+        return Err(format!("head width {head_channels} must be ≥ 1"));
+    }
+    let h = heads(channels, head_channels);
+    if channels % h != 0 {
+        return Err(format!(
+            "attention over {channels} channels with heads of {head_channels} gives {h} heads, \
+             which do not divide {channels}; use a head width that divides {channels}"
+        ));
+    }
+    Ok(())
+}
+
 impl AttentionBlock {
     /// `channels` split into heads of `head_channels` (at least one head).
     pub fn new(p: nn::Path, channels: i64, head_channels: i64) -> Self {
-        let heads = (channels / head_channels.max(1)).max(1);
+        let heads = heads(channels, head_channels);
         let qkv_cfg = nn::ConvConfig {
             ws_init: layers::TORCH_DEFAULT_W,
             bs_init: layers::torch_default_bias(channels),

@@ -5,6 +5,9 @@ use crate::error::UserError;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// Most diffusion steps accepted (official 1000): the schedule's tables stay small.
+pub const MAX_TIMESTEPS: usize = 100_000;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SdasConfig {
@@ -110,7 +113,12 @@ impl SdasConfig {
         sets: &[String],
     ) -> Result<SdasConfig, UserError> {
         let c: SdasConfig = crate::config::layer(&Self::preset(preset)?, file, sets)?;
-        c.validate()?;
+        if let Err(e) = c.validate() {
+            let file_alone = || -> Result<(), UserError> {
+                crate::config::layer::<SdasConfig>(&Self::preset(preset)?, file, &[])?.validate()
+            };
+            return Err(crate::config::blame_file(e, file, file_alone));
+        }
         Ok(c)
     }
 
@@ -119,7 +127,8 @@ impl SdasConfig {
             .map_err(|e| UserError::BadModel(format!("{}: cannot read: {e}", path.display())))?;
         let c: SdasConfig = toml::from_str(&text)
             .map_err(|e| UserError::BadModel(format!("{}: {e}", path.display())))?;
-        c.validate()?;
+        c.validate()
+            .map_err(|e| UserError::BadModel(format!("{}: {e}", path.display())))?;
         Ok(c)
     }
 
@@ -132,8 +141,11 @@ impl SdasConfig {
         if let Err(e) = self.model.validate() {
             return bad(format!("model: {e}"));
         }
-        if self.diffusion.timesteps < 2 {
-            return bad("diffusion.timesteps must be ≥ 2".into());
+        if !(2..=MAX_TIMESTEPS).contains(&self.diffusion.timesteps) {
+            return bad(format!(
+                "diffusion.timesteps = {} must be in 2..={MAX_TIMESTEPS}",
+                self.diffusion.timesteps
+            ));
         }
         let t = &self.train;
         if t.batch_size == 0 || t.accumulate == 0 || t.checkpoint_every == 0 {

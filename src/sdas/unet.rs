@@ -56,10 +56,19 @@ impl UNetConfig {
         if self.channel_mult.is_empty() || self.channel_mult.iter().any(|&m| m < 1) {
             return Err("channel_mult must list one or more positive multipliers".into());
         }
-        if self.model_channels < 1 || self.num_head_channels < 1 || self.num_res_blocks < 1 {
-            return Err("model_channels, num_head_channels and num_res_blocks must be ≥ 1".into());
+        if self.model_channels < 2 || self.num_head_channels < 1 || self.num_res_blocks < 1 {
+            return Err(
+                "model_channels must be ≥ 2, num_head_channels and num_res_blocks ≥ 1".into(),
+            );
         }
         let down = 1i64 << (levels - 1);
+        if self.image_size > crate::config::MAX_IMAGE_SIZE {
+            return Err(format!(
+                "image_size {} is over the limit of {}",
+                self.image_size,
+                crate::config::MAX_IMAGE_SIZE
+            ));
+        }
         if self.image_size < down || self.image_size % down != 0 {
             return Err(format!(
                 "image_size {} must be a multiple of {down} ({} levels halve it {} times)",
@@ -70,6 +79,19 @@ impl UNetConfig {
         }
         if self.num_classes < 0 {
             return Err("num_classes must be ≥ 0".into());
+        }
+        // Every attention block (at attention_resolutions, and the middle one) must split its
+        // channels evenly into heads.
+        let mut ds = 1;
+        for (level, &mult) in self.channel_mult.iter().enumerate() {
+            if level + 1 == self.channel_mult.len() || self.attention_at(ds) {
+                crate::model::attention::check_heads(
+                    mult * self.model_channels,
+                    self.num_head_channels,
+                )
+                .map_err(|e| format!("num_head_channels = {}: {e}", self.num_head_channels))?;
+            }
+            ds *= 2;
         }
         Ok(())
     }

@@ -19,6 +19,30 @@ pub fn realnet(args: &[&str]) -> Output {
         .expect("run realnet")
 }
 
+/// stdout and stderr together, for looking for messages wherever a command prints them.
+pub fn both(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Asserts the exit code, that nothing panicked, and that every one of `needles` appears in stdout
+/// or stderr; returns both streams. `what` names the case in failure messages.
+pub fn expect(what: &str, out: &Output, code: i32, needles: &[&str]) -> String {
+    let text = both(out);
+    assert!(
+        out.status.code() != Some(101) && !text.contains("panicked"),
+        "{what}: panicked\n{text}"
+    );
+    assert_eq!(out.status.code(), Some(code), "{what}: exit code\n{text}");
+    for n in needles {
+        assert!(text.contains(n), "{what}: no {n:?} in the output\n{text}");
+    }
+    text
+}
+
 /// Asserts success (showing both streams otherwise) and returns stdout.
 pub fn ok(out: &Output) -> String {
     assert!(

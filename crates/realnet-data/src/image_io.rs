@@ -87,16 +87,61 @@ pub fn decode_bytes(
 }
 
 fn decode_from<R: BufRead + Seek>(
-    reader: R,
+    mut reader: R,
     len: u64,
     name: &Path,
     opts: &DecodeOptions,
 ) -> Result<(DynamicImage, ImageInfo), DataError> {
-    let (decoder, info, orientation) = open_decoder(reader, len, name, opts)?;
+    let (decoder, info, orientation) = open_decoder(&mut reader, len, name, opts)?;
     let mut img =
         DynamicImage::from_decoder(decoder).map_err(|e| decode_error(name, info.format, e))?;
+    if info.format == "jpeg" {
+        // The JPEG decoder fills a cut-off file with grey instead of failing (as PNG's does).
+        let mut bytes = Vec::with_capacity(len as usize);
+        reader
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| reader.read_to_end(&mut bytes))
+            .map_err(|e| DataError::file(name, format!("cannot read: {e}")))?;
+        if jpeg_is_cut_off(&bytes) {
+            return Err(DataError::file(
+                name,
+                format!(
+                    "truncated jpeg file (it ends before the end-of-image marker; the rest of \
+                     the picture would be made up){REEXPORT}"
+                ),
+            ));
+        }
+    }
     img.apply_orientation(orientation);
     Ok((img, info))
+}
+
+/// True when a JPEG stream reaches its first scan but no end-of-image marker (FF D9) follows: the
+/// file was cut off. Header segments are skipped by their lengths, so markers inside them (an EXIF
+/// thumbnail) do not count; inside entropy-coded data an FF byte is always stuffed, so FF D9 can
+/// only be the marker. Anything this walk does not understand counts as whole.
+fn jpeg_is_cut_off(b: &[u8]) -> bool {
+    let mut i = 2; // after SOI
+    while i + 4 <= b.len() {
+        if b[i] != 0xFF {
+            return false;
+        }
+        let marker = b[i + 1];
+        match marker {
+            0xFF => i += 1, // fill byte
+            0xD9 => return false,
+            0x01 | 0xD0..=0xD7 => i += 2,
+            _ => {
+                let seg = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
+                if marker == 0xDA {
+                    let scan = b.get(i + 2 + seg..).unwrap_or(&[]);
+                    return !scan.windows(2).any(|w| w == [0xFF, 0xD9]);
+                }
+                i += 2 + seg;
+            }
+        }
+    }
+    false
 }
 
 /// Decode any PNG/JPEG/BMP/TIFF (8/16 bit, gray/RGB/RGBA/palette) to 8-bit RGB; optional resize
@@ -128,7 +173,7 @@ pub fn load_rgb_from_bytes(
 }
 
 /// 8-bit RGB, resized to `size` when given.
-fn rgb_at(img: &DynamicImage, size: Option<(u32, u32)>) -> RgbImage {
+pub(crate) fn rgb_at(img: &DynamicImage, size: Option<(u32, u32)>) -> RgbImage {
     let rgb = to_rgb8(img);
     match size {
         Some((w, h)) => resize_rgb(&rgb, w, h),

@@ -462,11 +462,12 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     Ok(out)
 }
 
-/// Image files directly inside `dir`, sorted; everything else goes to `other`.
+/// Image files directly inside `dir`, sorted; everything else goes to `other`. A broken or looping
+/// link named like an image counts as an image, so that reading it fails with a message.
 fn list_images(dir: &Path, other: &mut Vec<PathBuf>) -> Result<Vec<PathBuf>, DataError> {
     let mut images = Vec::new();
     for p in sorted_entries(dir)? {
-        if p.is_file() && has_image_extension(&p) {
+        if has_image_extension(&p) && !p.is_dir() {
             images.push(p);
         } else {
             other.push(p);

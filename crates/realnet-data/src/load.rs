@@ -18,7 +18,8 @@ pub struct Loaded {
 
 /// Decodes every sample (image and, if it has one, mask) in parallel, resizing images to `size`
 /// with Pillow bilinear and masks to the image's final size with Pillow nearest. An unreadable
-/// mask makes that sample an error too: a defective image with a wrong mask must not be scored.
+/// mask, or one whose size differs from its image's, makes that sample an error too: a defective
+/// image with a wrong mask must not be scored.
 pub fn load_all(samples: &[Sample], size: Option<(u32, u32)>) -> Vec<Result<Loaded, DataError>> {
     load_all_with(samples, size, &DecodeOptions::default())
 }
@@ -41,10 +42,26 @@ pub fn load_one(
     size: Option<(u32, u32)>,
     opts: &DecodeOptions,
 ) -> Result<Loaded, DataError> {
-    let image = image_io::load_rgb_with(&sample.path, size, opts)?;
+    let (decoded, _) = image_io::decode(&sample.path, opts)?;
+    let (w, h) = (decoded.width(), decoded.height());
+    let image = image_io::rgb_at(&decoded, size);
+    drop(decoded);
     let mask = match &sample.mask {
         Some(p) => {
             let m = image_io::load_mask_native(p, opts)?;
+            if m.dimensions() != (w, h) {
+                // A mask of another size belongs to another image (or was resized): its defect
+                // outline would be scored in the wrong place.
+                return Err(DataError::file(
+                    p,
+                    format!(
+                        "mask is {}×{} but its image {} is {w}×{h}; use the mask made for this image",
+                        m.width(),
+                        m.height(),
+                        sample.path.display()
+                    ),
+                ));
+            }
             Some(image_io::resize_mask(&m, image.width(), image.height()))
         }
         None => None,

@@ -72,7 +72,8 @@ pub struct SynthReport {
     pub written: usize,
     /// Indices found complete from an earlier run.
     pub resumed: usize,
-    /// Base images that could not be read (each reported; the others were used).
+    /// Base images and anomaly source images that could not be read (each reported; the others
+    /// were used).
     pub skipped_inputs: Vec<String>,
     pub foreground: ForegroundRule,
     /// Whether the rule came from `--foreground` or the category table (else: whole image).
@@ -373,6 +374,7 @@ pub fn run_job(job: &SynthJob, progress: &(dyn Fn() + Sync)) -> Result<SynthRepo
         }
         None => None,
     };
+    skipped.extend(synth.skipped_sources());
     Ok(SynthReport {
         written,
         resumed,

@@ -6,10 +6,11 @@ use crate::perlin::perlin_noise;
 use crate::SynthError;
 use image::RgbImage;
 use rand::Rng;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// What a source is, as written in configs and on the command line:
 /// `sia:DIR`, `textures:DIR` or `procedural`.
@@ -84,9 +85,18 @@ pub enum Kind {
 
 const IMAGE_EXTS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
 
-/// Image files under `dir` (recursively, 3 levels: DTD keeps `images/<class>/*.jpg`), sorted.
+/// Image files under `dir` (recursively, 3 levels: DTD keeps `images/<class>/*.jpg`), sorted. A
+/// folder reached again through a link (a symlink loop) is listed once.
 pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>, SynthError> {
-    fn walk(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    fn walk(
+        dir: &Path,
+        depth: u32,
+        out: &mut Vec<PathBuf>,
+        seen: &mut HashSet<PathBuf>,
+    ) -> std::io::Result<()> {
+        if !seen.insert(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())) {
+            return Ok(());
+        }
         for e in std::fs::read_dir(dir)? {
             let p = e?.path();
             let hidden = p
@@ -98,7 +108,7 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>, SynthError> {
             }
             if p.is_dir() {
                 if depth > 0 {
-                    walk(&p, depth - 1, out)?;
+                    walk(&p, depth - 1, out, seen)?;
                 }
             } else if p
                 .extension()
@@ -111,7 +121,7 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>, SynthError> {
         Ok(())
     }
     let mut out = Vec::new();
-    walk(dir, 3, &mut out).map_err(|e| {
+    walk(dir, 3, &mut out, &mut HashSet::new()).map_err(|e| {
         SynthError::Input(format!("{}: cannot list the folder: {e}", dir.display()))
     })?;
     out.sort();
@@ -191,6 +201,8 @@ pub struct ImageSet {
     pub files: Vec<PathBuf>,
     size: (u32, u32),
     cache: Vec<OnceLock<Option<Arc<RgbImage>>>>,
+    /// The unreadable files met so far, with why (each reported once).
+    skipped: Mutex<BTreeSet<String>>,
 }
 
 /// SIA sets hold up to 10k images per category: beyond this many cached images (≈ 200 KB each
@@ -214,6 +226,7 @@ impl ImageSet {
             files,
             size,
             cache,
+            skipped: Mutex::default(),
         };
         let readable = if eager {
             use rayon::prelude::*;
@@ -243,10 +256,19 @@ impl ImageSet {
                 self.size.1,
             ))),
             Err(e) => {
-                tracing::warn!("anomaly source skipped: {e}");
+                let mut skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+                if skipped.insert(e.clone()) {
+                    tracing::warn!("anomaly source skipped: {e}");
+                }
                 None
             }
         }
+    }
+
+    /// The unreadable files met so far (sorted), each with why.
+    pub fn skipped(&self) -> Vec<String> {
+        let skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        skipped.iter().cloned().collect()
     }
 
     /// Image `i` at the set's size, `None` when unreadable (warned once).
@@ -294,6 +316,14 @@ impl Source {
             SourceSpec::Textures(d) => Source::Textures(Arc::new(ImageSet::open(d, size, true)?)),
             SourceSpec::Procedural => Source::Procedural,
         })
+    }
+
+    /// The source images found unreadable so far, each with why.
+    pub fn skipped(&self) -> Vec<String> {
+        match self {
+            Source::Sia(set) | Source::Textures(set) => set.skipped(),
+            Source::Procedural => Vec::new(),
+        }
     }
 
     pub fn kind(&self) -> Kind {

@@ -98,6 +98,11 @@ fn check_range(name: &str, r: (f64, f64)) -> Result<(), SynthError> {
 }
 
 impl Synthesizer {
+    /// Anomaly source files found unreadable so far (skipped, each with why).
+    pub fn skipped_sources(&self) -> Vec<String> {
+        self.sources.iter().flat_map(|s| s.0.skipped()).collect()
+    }
+
     /// Validates the config and opens every source (texture folders are decoded now).
     pub fn new(config: SynthConfig) -> Result<Synthesizer, SynthError> {
         if config.sources.is_empty() {
