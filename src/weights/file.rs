@@ -33,7 +33,22 @@ fn bad(path: &Path, msg: impl std::fmt::Display) -> anyhow::Error {
 pub fn read_safetensors(path: &Path) -> Result<TensorFile> {
     let bytes =
         std::fs::read(path).map_err(|e| bad(path, format!("cannot read the weights file: {e}")))?;
-    let sha256 = hex(&Sha256::digest(&bytes));
+    let (tensors, metadata) = parse_safetensors(&bytes, path)?;
+    Ok(TensorFile {
+        path: path.to_path_buf(),
+        tensors,
+        metadata,
+        sha256: hex(&Sha256::digest(&bytes)),
+    })
+}
+
+/// The tensors (in file order) and metadata of safetensors bytes; `path` only names them in
+/// errors. Public for the fuzz target.
+#[allow(clippy::type_complexity)]
+pub fn parse_safetensors(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(Vec<(String, tch::Tensor)>, HashMap<String, String>)> {
     if bytes.starts_with(b"PK\x03\x04") || bytes.first() == Some(&0x80) {
         return Err(bad(
             path,
@@ -41,7 +56,7 @@ pub fn read_safetensors(path: &Path) -> Result<TensorFile> {
              `realnet weights convert IN.pth OUT.safetensors`",
         ));
     }
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
         let why = match e {
             safetensors::SafeTensorError::MetadataIncompleteBuffer
             | safetensors::SafeTensorError::InvalidOffset(_) => {
@@ -54,7 +69,7 @@ pub fn read_safetensors(path: &Path) -> Result<TensorFile> {
         };
         bad(path, why)
     })?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(path, format!("{e:?}")))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(path, format!("{e:?}")))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
     let mut views = st.tensors();
     // Keep file order: deterministic listing in errors and conversions.
@@ -72,12 +87,7 @@ pub fn read_safetensors(path: &Path) -> Result<TensorFile> {
             .map_err(|e| bad(path, format!("tensor {name}: {e}")))?;
         tensors.push((name, t));
     }
-    Ok(TensorFile {
-        path: path.to_path_buf(),
-        tensors,
-        metadata,
-        sha256,
-    })
+    Ok((tensors, metadata))
 }
 
 /// The tch kind of a safetensors dtype (`None`: not representable, e.g. F8).
