@@ -1,23 +1,11 @@
 //! `realnet metrics` end to end on a tiny MVTec-layout category built in a temp folder.
+mod common;
+use common::write_npy as npy;
 use std::path::Path;
 use std::process::Command;
 
 const W: u32 = 8;
 const H: u32 = 8;
-
-fn npy(path: &Path, w: usize, h: usize, data: &[f32]) {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({h}, {w}), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut b = b"\x93NUMPY\x01\x00".to_vec();
-    b.extend((header.len() as u16).to_le_bytes());
-    b.extend(header.as_bytes());
-    b.extend(data.iter().flat_map(|v| v.to_le_bytes()));
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, b).unwrap();
-}
 
 fn png(path: &Path, w: u32, h: u32, f: impl Fn(u32, u32) -> u8) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -41,9 +29,13 @@ fn setup(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
             H as usize,
             &[0.1; (W * H) as usize],
         );
-        png(&cat.join(format!("test/crack/{i:03}.png")), W, H, |_, _| {
-            128
-        });
+        // Image and mask at 16², maps at 8²: masks are resized to the map (nearest).
+        png(
+            &cat.join(format!("test/crack/{i:03}.png")),
+            16,
+            16,
+            |_, _| 128,
+        );
         png(
             &cat.join(format!("ground_truth/crack/{i:03}_mask.png")),
             16,

@@ -11,12 +11,10 @@
 //! malformations of `serve` (`serve_e2e.rs`).
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 // ---------------------------------------------------------------------------------------------
 // The corpus
@@ -804,27 +802,14 @@ fn predict_scores_the_good_files_and_names_the_bad_ones() {
 // ---------------------------------------------------------------------------------------------
 // metrics
 
-fn npy(path: &Path, h: usize, w: usize, data: &[f32]) {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({h}, {w}), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut b = b"\x93NUMPY\x01\x00".to_vec();
-    b.extend((header.len() as u16).to_le_bytes());
-    b.extend(header.as_bytes());
-    b.extend(data.iter().flat_map(|v| v.to_le_bytes()));
-    std::fs::write(path.to_path_buf().tap_dir(), b).unwrap();
-}
-
 #[test]
 fn metrics_lists_every_bad_map_and_mask() {
     let Some(f) = fixture() else { return };
     let maps = fresh(f, "maps");
     let map = vec![0.5f32; 64];
-    npy(&maps.join("good/000.npy"), 8, 8, &map);
-    npy(&maps.join("crack/000.npy"), 8, 8, &map);
-    npy(&maps.join("crack/001.npy"), 8, 8, &map); // its mask is 10×10, the image 48×40
+    write_npy(&maps.join("good/000.npy"), 8, 8, &map);
+    write_npy(&maps.join("crack/000.npy"), 8, 8, &map);
+    write_npy(&maps.join("crack/001.npy"), 8, 8, &map); // its mask is 10×10, the image 48×40
     let full = std::fs::read(maps.join("good/000.npy")).unwrap();
     std::fs::write(maps.join("good/001.npy"), &full[..full.len() - 40]).unwrap();
     std::fs::write(maps.join("good/truncated.npy"), b"").unwrap();
@@ -1013,44 +998,12 @@ fn sdas_skips_bad_images_and_refuses_bad_models() {
 
 /// One HTTP/1.1 exchange on a fresh connection: (status, JSON body).
 fn post(addr: &str, path: &str, ctype: &str, body: &[u8]) -> (u16, serde_json::Value) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    let split = resp
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP answer");
-    let status = String::from_utf8_lossy(&resp[..split])
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("a status");
-    let json = serde_json::from_slice(&resp[split + 4..])
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&resp)));
-    (status, json)
+    let (status, body) = http(addr, "POST", path, &[("Content-Type", ctype)], body);
+    (status, json(&body))
 }
 
 fn get(addr: &str, path: &str) -> u16 {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    http(addr, "GET", path, &[], b"").0
 }
 
 struct Server(Child);
