@@ -112,19 +112,7 @@ fn read_zip(bytes: &[u8]) -> Result<Checkpoint> {
     let mut cache: HashMap<String, Storage> = HashMap::new();
     let mut load = |pid: &Value| -> Result<(String, Dtype)> {
         // ('storage', storage_type, key, location, numel)
-        let t = pid
-            .as_seq()
-            .ok_or_else(|| anyhow!("persistent id is not a tuple"))?;
-        let key = t
-            .get(2)
-            .and_then(Value::as_str)
-            .ok_or_else(|| anyhow!("persistent id without a key"))?;
-        let dtype = t
-            .get(1)
-            .map(storage_dtype)
-            .transpose()?
-            .flatten()
-            .unwrap_or(Dtype::U8);
+        let (_, key, dtype) = storage_pid(pid)?;
         if !cache.contains_key(key) {
             let b = read_entry(&mut zip, &format!("{prefix}data/{key}"))?;
             cache.insert(key.to_string(), Storage { dtype, bytes: b });
@@ -174,19 +162,7 @@ fn read_legacy(bytes: &[u8]) -> Result<Checkpoint> {
     let mut views: Vec<(Value, String, Option<StorageView>)> = Vec::new();
     collect_storages(&root, &mut |pid| {
         // ('storage', storage_type, root_key, location, size, view_metadata)
-        let t = pid
-            .as_seq()
-            .ok_or_else(|| anyhow!("persistent id is not a tuple"))?;
-        let key = t
-            .get(2)
-            .and_then(Value::as_str)
-            .ok_or_else(|| anyhow!("persistent id without a key"))?;
-        let dtype = t
-            .get(1)
-            .map(storage_dtype)
-            .transpose()?
-            .flatten()
-            .unwrap_or(Dtype::U8);
+        let (t, key, dtype) = storage_pid(pid)?;
         roots.insert(key.to_string(), dtype);
         let view = match t.get(5) {
             Some(Value::Tuple(v)) if v.len() == 3 => {
@@ -272,6 +248,25 @@ fn read_u64(bytes: &[u8], pos: &mut usize) -> Result<u64> {
 }
 
 /// A printable identity for a persistent id (they are compared by value).
+/// A storage's persistent id: its fields, the storage key and the element type (bytes when the
+/// storage type is not given).
+fn storage_pid(pid: &Value) -> Result<(&[Value], &str, Dtype)> {
+    let t = pid
+        .as_seq()
+        .ok_or_else(|| anyhow!("persistent id is not a tuple"))?;
+    let key = t
+        .get(2)
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("persistent id without a key"))?;
+    let dtype = t
+        .get(1)
+        .map(storage_dtype)
+        .transpose()?
+        .flatten()
+        .unwrap_or(Dtype::U8);
+    Ok((t, key, dtype))
+}
+
 fn pid_id(pid: &Value) -> String {
     format!("{pid:?}")
 }
