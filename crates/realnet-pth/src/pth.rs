@@ -96,7 +96,9 @@ fn read_zip(bytes: &[u8]) -> Result<Checkpoint> {
             let mut f = zip
                 .by_name(name)
                 .map_err(|e| anyhow!("archive entry {name}: {e}"))?;
-            let mut out = Vec::with_capacity(f.size() as usize);
+            // The header's size is only a claim (a fuzzed file said 4 GB): reserve at most the
+            // archive's own length (torch stores entries uncompressed) and let real data grow it.
+            let mut out = Vec::with_capacity((f.size() as usize).min(bytes.len()));
             f.read_to_end(&mut out)
                 .map_err(|e| anyhow!("archive entry {name}: {e} (truncated file?)"))?;
             Ok(out)
