@@ -472,7 +472,12 @@ pub fn gather(
         bail!("bad tensor layout: size {size:?}, stride {stride:?}, offset {offset}");
     }
     let es = dtype.size();
-    let numel: usize = size.iter().map(|&s| s as usize).product();
+    let overflow = || anyhow!("tensor of size {size:?}, stride {stride:?}: sizes overflow");
+    let numel = size
+        .iter()
+        .try_fold(1usize, |acc, &s| acc.checked_mul(s as usize))
+        .filter(|n| n.checked_mul(es).is_some())
+        .ok_or_else(overflow)?;
     let shape: Vec<usize> = size.iter().map(|&s| s as usize).collect();
     if numel == 0 {
         return Ok(RawTensor {
@@ -482,12 +487,25 @@ pub fn gather(
         });
     }
     // Largest element index touched, to check bounds once.
-    let last = offset as usize
-        + size
-            .iter()
-            .zip(stride)
-            .map(|(&n, &s)| (n as usize - 1) * s as usize)
-            .sum::<usize>();
+    let last = size
+        .iter()
+        .zip(stride)
+        .try_fold(offset as usize, |acc, (&n, &s)| {
+            (n as usize - 1)
+                .checked_mul(s as usize)
+                .and_then(|d| acc.checked_add(d))
+        })
+        .filter(|l| l.checked_add(1).and_then(|n| n.checked_mul(es)).is_some())
+        .ok_or_else(overflow)?;
+    // A view with overlapping elements (stride 0, as `expand` makes) would materialise more than
+    // its storage holds; state dicts never contain one, and refusing it bounds memory by the file.
+    if numel * es > storage.len() {
+        bail!(
+            "tensor of size {size:?}, stride {stride:?} has more elements than its storage \
+             ({} bytes): overlapping views are not supported; save a contiguous copy",
+            storage.len()
+        );
+    }
     if (last + 1) * es > storage.len() {
         bail!(
             "tensor of size {size:?} at offset {offset} needs {} bytes but the storage has {} (truncated file?)",
@@ -560,6 +578,12 @@ mod tests {
         let t = gather(&st, Dtype::F32, 4, &[2], &[1]).unwrap();
         assert_eq!(t.data, [4f32.to_le_bytes(), 5f32.to_le_bytes()].concat());
         assert!(gather(&st, Dtype::F32, 5, &[2], &[1]).is_err());
+        // Sizes whose product or extent overflows are errors, not panics or wrapped bounds.
+        let huge = i64::MAX / 2;
+        assert!(gather(&st, Dtype::F32, 0, &[huge, huge], &[0, 0]).is_err());
+        assert!(gather(&st, Dtype::F32, 0, &[2, 2], &[huge, huge]).is_err());
+        // A broadcast view (stride 0) would materialise beyond its storage: refused.
+        assert!(gather(&st, Dtype::F32, 0, &[100_000, 100_000], &[0, 0]).is_err());
     }
 
     #[test]
