@@ -37,6 +37,24 @@ pub fn blend(base: &RgbImage, mask: &GrayImage, source: &RgbImage, beta: f32) ->
     out
 }
 
+/// Whether every pixel has R = G = B: an image from a grayscale camera (e.g. Magnetic Tile), as
+/// the loader expands it to three channels.
+pub fn is_gray(img: &RgbImage) -> bool {
+    img.as_raw()
+        .chunks_exact(3)
+        .all(|p| p[0] == p[1] && p[1] == p[2])
+}
+
+/// The anomaly source as a grayscale camera would see it (OpenCV luma in all three channels).
+/// Blending a colour texture into a gray image would teach the detector that "coloured" means
+/// "anomalous", a cue no real defect on a grayscale line has.
+pub fn gray_rgb(img: &RgbImage) -> RgbImage {
+    let luma = crate::foreground::channel(img, crate::foreground::Channel::Gray);
+    let (w, h) = img.dimensions();
+    RgbImage::from_raw(w, h, luma.iter().flat_map(|&v| [v, v, v]).collect())
+        .unwrap_or_else(|| img.clone()) // sizes agree by construction
+}
+
 /// Fraction of non-zero mask pixels.
 pub fn mask_fraction(mask: &GrayImage) -> f64 {
     let n = mask.as_raw().len();
@@ -49,6 +67,28 @@ pub fn mask_fraction(mask: &GrayImage) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gray_base_with_a_gray_source_stays_gray() {
+        let base = RgbImage::from_fn(8, 4, |x, y| {
+            let v = (x * 30 + y) as u8;
+            image::Rgb([v, v, v])
+        });
+        let src = RgbImage::from_fn(8, 4, |x, y| {
+            image::Rgb([255, (x * 20) as u8, (y * 50) as u8])
+        });
+        let mask = GrayImage::from_fn(8, 4, |x, _| image::Luma([if x < 5 { 255 } else { 0 }]));
+        assert!(is_gray(&base) && !is_gray(&src));
+        let g = gray_rgb(&src);
+        assert!(is_gray(&g));
+        // Pure red (255, 0, 0) has OpenCV luma round(0.299·255) = 76.
+        assert_eq!(g.get_pixel(0, 0).0, [76, 76, 76]);
+        let out = blend(&base, &mask, &g, 0.7);
+        assert!(is_gray(&out));
+        assert_ne!(out, base);
+        // The colour source itself would have broken grayness.
+        assert!(!is_gray(&blend(&base, &mask, &src, 0.7)));
+    }
 
     #[test]
     fn blend_truncates_and_keeps_outside() {

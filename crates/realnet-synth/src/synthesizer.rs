@@ -231,7 +231,17 @@ impl Synthesizer {
         };
         let drawn = source.draw(rng, w, h);
         let beta = rng.gen_range(beta_range.0..beta_range.1);
-        let image = blend(base, &mask, &drawn.image, beta as f32);
+        // A grayscale product gets grayscale anomalies (see `gray_rgb`); colour images as before.
+        let image = if crate::blend::is_gray(base) {
+            blend(
+                base,
+                &mask,
+                &crate::blend::gray_rgb(&drawn.image),
+                beta as f32,
+            )
+        } else {
+            blend(base, &mask, &drawn.image, beta as f32)
+        };
         SynthSample {
             image,
             mask,
@@ -275,6 +285,23 @@ mod tests {
         }
         // Binomial(400, 0.5): 5 sigma = 50.
         assert!((150..=250).contains(&normal), "{normal}");
+    }
+
+    #[test]
+    fn a_grayscale_image_gets_grayscale_anomalies() {
+        let s = Synthesizer::new(SynthConfig::default()).unwrap();
+        let gray = RgbImage::from_fn(64, 64, |x, y| {
+            let v = (x * 2 + y) as u8;
+            image::Rgb([v, v, v])
+        });
+        let fg = s.foreground(&gray);
+        let mut changed = 0;
+        for i in 0..20 {
+            let y = s.anomalous(&gray, &fg, 7, i);
+            assert!(crate::blend::is_gray(&y.image), "sample {i} is not gray");
+            changed += usize::from(y.image != gray);
+        }
+        assert!(changed > 0);
     }
 
     #[test]
