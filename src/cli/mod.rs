@@ -130,3 +130,38 @@ pub fn init_logging(verbose: u8) {
         .with_target(false)
         .try_init();
 }
+
+/// The flags both training commands (`train`, `sdas train`) share: which configuration, and how
+/// this invocation relates to the run folder.
+#[derive(Args, Debug)]
+pub struct RunFlags {
+    /// Preset: lite (CPU-sized) or paper (the official sizes).
+    #[arg(long, default_value = "lite")]
+    pub preset: String,
+    /// TOML file with overrides of the preset.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    /// Override one value, e.g. --set train.steps=500 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Training seed (overrides train.seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many steps (the run stays resumable).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
+}
+
+impl RunFlags {
+    /// The `--set` overrides, with `--seed` as the last one.
+    pub fn sets(&self) -> Vec<String> {
+        let mut sets = self.sets.clone();
+        if let Some(s) = self.seed {
+            sets.push(format!("train.seed={s}"));
+        }
+        sets
+    }
+}

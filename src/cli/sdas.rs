@@ -23,24 +23,12 @@ pub struct TrainArgs {
     pub data: Vec<PathBuf>,
     #[arg(long)]
     pub out: PathBuf,
-    /// lite (64², CPU-sized) or paper (256², spec §2.3).
-    #[arg(long, default_value = "lite")]
-    pub preset: String,
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Override one value, e.g. --set train.steps=500 (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub sets: Vec<String>,
+    #[command(flatten)]
+    pub run: super::RunFlags,
     /// Initial weights: a guided-diffusion checkpoint converted with `realnet weights convert`
     /// (e.g. OpenAI's 256x256_diffusion.pt); tensors matching by name and shape are copied.
     #[arg(long)]
     pub init: Option<PathBuf>,
-    #[arg(long)]
-    pub seed: Option<u64>,
-    #[arg(long)]
-    pub resume: bool,
-    #[arg(long, hide = true)]
-    pub stop_after: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -77,18 +65,15 @@ pub fn run(cmd: SdasCmd, g: &Global) -> anyhow::Result<i32> {
     let device = realnet::device::parse_device(&g.device)?;
     match cmd {
         SdasCmd::Train(a) => {
-            let mut sets = a.sets.clone();
-            if let Some(s) = a.seed {
-                sets.push(format!("train.seed={s}"));
-            }
-            let config = SdasConfig::resolve(&a.preset, a.config.as_deref(), &sets)?;
+            let config =
+                SdasConfig::resolve(&a.run.preset, a.run.config.as_deref(), &a.run.sets())?;
             let s = train(&SdasTrainOptions {
                 data: a.data,
                 out: a.out.clone(),
                 config,
                 device,
-                resume: a.resume,
-                stop_after: a.stop_after,
+                resume: a.run.resume,
+                stop_after: a.run.stop_after,
                 init: a.init,
             })?;
             Ok(super::training_done(
