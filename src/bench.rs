@@ -326,6 +326,22 @@ pub fn time_calls(
     ts
 }
 
+/// Times a forward pass whose first call (the shape check) already ran, counting it as one of the
+/// reference's warm-up calls for `what`. Returns the times, the warm-up and the iteration count.
+fn time_forward<T>(opts: &Options, what: What, fwd: impl Fn() -> T) -> (Vec<f64>, usize, usize) {
+    let warmup = opts.warmup(what);
+    let iters = opts.iters(what);
+    let times = time_calls(
+        || {
+            let _ = fwd();
+        },
+        warmup.saturating_sub(1),
+        iters,
+        opts.budget(),
+    );
+    (times, warmup, iters)
+}
+
 pub fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -487,16 +503,7 @@ fn measure_infer(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value
         maps.size(),
         scores.size()
     );
-    let warmup = opts.warmup(What::Infer);
-    let iters = opts.iters(What::Infer);
-    let times = time_calls(
-        || {
-            let _ = fwd();
-        },
-        warmup.saturating_sub(1),
-        iters,
-        opts.budget(),
-    );
+    let (times, warmup, iters) = time_forward(opts, What::Infer, fwd);
     let mut m = record(opts, unit, &times, b as f64, model.total, iters, warmup);
     m.insert("batch_median_s".into(), json!(median(&times)));
     m.insert("params_detail".into(), model.table.clone());
@@ -576,16 +583,7 @@ fn measure_diffusion(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, V
         "unexpected denoiser output {:?}",
         out.size()
     );
-    let warmup = opts.warmup(What::Diffusion);
-    let iters = opts.iters(What::Diffusion);
-    let times = time_calls(
-        || {
-            let _ = fwd();
-        },
-        warmup.saturating_sub(1),
-        iters,
-        opts.budget(),
-    );
+    let (times, warmup, iters) = time_forward(opts, What::Diffusion, fwd);
     let mut m = record(opts, unit, &times, 1.0, npar, iters, warmup);
     m.insert("image".into(), json!(s));
     m.insert("per_image_s".into(), json!(median(&times) / b as f64));
