@@ -41,19 +41,63 @@ fn err<E: std::fmt::Display>(e: E) -> Box<dyn std::error::Error + 'static> {
     e.to_string().into()
 }
 
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A chart with every plot's caption font, margins and axis areas.
+fn chart<'a, 'b: 'a>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: String,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> Result<Chart<'a, 'b>, Box<dyn std::error::Error + 'static>> {
+    ChartBuilder::on(root)
+        .caption(caption, (FONT, 20))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(54)
+        .build_cartesian_2d(x, y)
+        .map_err(err)
+}
+
+/// A 2-pixel line with its legend entry.
+fn labelled_line<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    points: impl IntoIterator<Item = (f64, f64)>,
+    colour: RGBColor,
+    label: String,
+) -> DynResult {
+    chart
+        .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+        .map_err(err)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    Ok(())
+}
+
+/// The legend box, the same on every plot.
+fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) -> DynResult {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.4))
+        .label_font((FONT, 14))
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
 /// The image-level and pixel-level ROC curves on one plot, with the chance diagonal.
 pub(crate) fn roc(
     image: Option<(&Curve, f64)>,
     pixel: Option<(&Curve, f64)>,
 ) -> Result<String, ReportError> {
     svg("ROC", |root| -> DynResult {
-        let mut chart = ChartBuilder::on(root)
-            .caption("ROC", (FONT, 20))
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(54)
-            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-            .map_err(err)?;
+        let mut chart = chart(root, "ROC".into(), 0.0..1.0, 0.0..1.0)?;
         chart
             .configure_mesh()
             .light_line_style(TRANSPARENT)
@@ -77,40 +121,22 @@ pub(crate) fn roc(
             (pixel, PIXEL_COLOUR, "pixel"),
         ] {
             if let Some((c, auc)) = curve {
-                chart
-                    .draw_series(LineSeries::new(
-                        c.points.iter().copied(),
-                        colour.stroke_width(2),
-                    ))
-                    .map_err(err)?
-                    .label(format!("{what} AUROC {auc:.4}"))
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                    });
+                labelled_line(
+                    &mut chart,
+                    c.points.iter().copied(),
+                    colour,
+                    format!("{what} AUROC {auc:.4}"),
+                )?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .label_font((FONT, 14))
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::LowerRight)
     })
 }
 
 /// The PRO curve up to `limit` (FPR), with its normalised area.
 pub(crate) fn pro(curve: &Curve, aupro: f64, limit: f64) -> Result<String, ReportError> {
     svg("PRO", |root| -> DynResult {
-        let mut chart = ChartBuilder::on(root)
-            .caption(format!("PRO (FPR ≤ {limit})"), (FONT, 20))
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(54)
-            .build_cartesian_2d(0f64..limit, 0f64..1f64)
-            .map_err(err)?;
+        let mut chart = chart(root, format!("PRO (FPR ≤ {limit})"), 0.0..limit, 0.0..1.0)?;
         chart
             .configure_mesh()
             .light_line_style(TRANSPARENT)
@@ -123,25 +149,13 @@ pub(crate) fn pro(curve: &Curve, aupro: f64, limit: f64) -> Result<String, Repor
             .y_labels(6)
             .draw()
             .map_err(err)?;
-        chart
-            .draw_series(LineSeries::new(
-                curve.points.iter().copied(),
-                PIXEL_COLOUR.stroke_width(2),
-            ))
-            .map_err(err)?
-            .label(format!("AUPRO {aupro:.4}"))
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], PIXEL_COLOUR.stroke_width(2))
-            });
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .label_font((FONT, 14))
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        labelled_line(
+            &mut chart,
+            curve.points.iter().copied(),
+            PIXEL_COLOUR,
+            format!("AUPRO {aupro:.4}"),
+        )?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)
     })
 }
 
@@ -185,13 +199,7 @@ pub(crate) fn histogram(images: &[ImageEntry], threshold: f64) -> Result<String,
     };
     let top = bins.iter().map(|b| b.2.max(b.3)).max().unwrap_or(0).max(1) as f64 * 1.15;
     svg("histogram", |root| -> DynResult {
-        let mut chart = ChartBuilder::on(root)
-            .caption("image scores", (FONT, 20))
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(54)
-            .build_cartesian_2d(lo..hi, 0f64..top)
-            .map_err(err)?;
+        let mut chart = chart(root, "image scores".into(), lo..hi, 0.0..top)?;
         chart
             .configure_mesh()
             .light_line_style(TRANSPARENT)
@@ -226,26 +234,14 @@ pub(crate) fn histogram(images: &[ImageEntry], threshold: f64) -> Result<String,
                 });
         }
         if threshold.is_finite() {
-            chart
-                .draw_series(LineSeries::new(
-                    [(threshold, 0.0), (threshold, top)],
-                    BLACK.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(format!("threshold {threshold:.4}"))
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2))
-                });
+            labelled_line(
+                &mut chart,
+                [(threshold, 0.0), (threshold, top)],
+                BLACK,
+                format!("threshold {threshold:.4}"),
+            )?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .label_font((FONT, 14))
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }
 
