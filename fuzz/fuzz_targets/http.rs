@@ -50,11 +50,6 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!((img.width(), img.height()), (SIZE, SIZE));
             }
         }
-        Err(e) => assert!(
-            e.status.is_client_error(),
-            "{} {}",
-            e.status,
-            e.message
-        ),
+        Err(e) => assert!(e.status.is_client_error(), "{} {}", e.status, e.message),
     }
 });

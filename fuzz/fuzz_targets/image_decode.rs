@@ -3,7 +3,9 @@
 //! depth and Pillow-nearest resizing): an error is fine, a panic or an abort is a bug.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use realnet_data::image_io::{binarize, decode_bytes, load_rgb_from_bytes, resize_mask, DecodeOptions};
+use realnet_data::image_io::{
+    binarize, decode_bytes, load_rgb_from_bytes, resize_mask, DecodeOptions,
+};
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
