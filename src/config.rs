@@ -164,25 +164,12 @@ impl Config {
         file: Option<&Path>,
         sets: &[String],
     ) -> Result<Config, UserError> {
-        let cfg: Config = layer(&Self::preset(preset)?, file, sets)?;
-        if let Err(e) = cfg.validate() {
-            let file_alone = || -> Result<(), UserError> {
-                layer::<Config>(&Self::preset(preset)?, file, &[])?.validate()
-            };
-            return Err(blame_file(e, file, file_alone));
-        }
-        Ok(cfg)
+        resolve_layered(&Self::preset(preset)?, file, sets)
     }
 
     /// Reads a saved, resolved configuration (a run folder's `config.toml`).
     pub fn load(path: &Path) -> Result<Config, UserError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| UserError::BadModel(format!("{}: cannot read: {e}", path.display())))?;
-        let cfg: Config = toml::from_str(&text)
-            .map_err(|e| UserError::BadModel(format!("{}: {e}", path.display())))?;
-        cfg.validate()
-            .map_err(|e| UserError::BadModel(format!("{}: {e}", path.display())))?;
-        Ok(cfg)
+        load_validated(path)
     }
 
     pub fn to_toml(&self) -> String {
@@ -362,19 +349,49 @@ pub fn layer_text<T: Serialize + serde::de::DeserializeOwned>(
         .map_err(|e| UserError::BadModel(format!("configuration: {e}")))
 }
 
-/// A range error `e` of a configuration made from a preset, a TOML `file` and `--set`s names the
-/// file when the file alone (preset + file, no `--set`) already fails (`file_alone`).
-pub fn blame_file(
-    e: UserError,
-    file: Option<&Path>,
-    file_alone: impl FnOnce() -> Result<(), UserError>,
-) -> UserError {
-    match file {
-        Some(path) if file_alone().is_err() => {
-            UserError::BadModel(format!("config {}: {e}", path.display()))
-        }
-        _ => e,
+/// A configuration that checks its own ranges: the detector's and SDAS's share layering and loading.
+pub trait Validated: Serialize + serde::de::DeserializeOwned {
+    fn check(&self) -> Result<(), UserError>;
+}
+
+impl Validated for Config {
+    fn check(&self) -> Result<(), UserError> {
+        self.validate()
     }
+}
+
+/// [`layer`] then validation. A range error names the `--config` file when the file alone (base +
+/// file, no `--set`) already fails.
+pub fn resolve_layered<T: Validated>(
+    base: &T,
+    file: Option<&Path>,
+    sets: &[String],
+) -> Result<T, UserError> {
+    let c: T = layer(base, file, sets)?;
+    let file_alone_fails = |path: &Path| {
+        layer::<T>(base, Some(path), &[])
+            .and_then(|c| c.check())
+            .is_err()
+    };
+    match (c.check(), file) {
+        (Ok(()), _) => Ok(c),
+        (Err(e), Some(path)) if file_alone_fails(path) => Err(UserError::BadModel(format!(
+            "config {}: {e}",
+            path.display()
+        ))),
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// A saved, resolved configuration (a run folder's `config.toml`), validated; errors name the file.
+pub fn load_validated<T: Validated>(path: &Path) -> Result<T, UserError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UserError::BadModel(format!("{}: cannot read: {e}", path.display())))?;
+    let c: T = toml::from_str(&text)
+        .map_err(|e| UserError::BadModel(format!("{}: {e}", path.display())))?;
+    c.check()
+        .map_err(|e| UserError::BadModel(format!("{}: {e}", path.display())))?;
+    Ok(c)
 }
 
 fn merge(base: &mut toml::Value, over: toml::Value) {

@@ -112,24 +112,11 @@ impl SdasConfig {
         file: Option<&Path>,
         sets: &[String],
     ) -> Result<SdasConfig, UserError> {
-        let c: SdasConfig = crate::config::layer(&Self::preset(preset)?, file, sets)?;
-        if let Err(e) = c.validate() {
-            let file_alone = || -> Result<(), UserError> {
-                crate::config::layer::<SdasConfig>(&Self::preset(preset)?, file, &[])?.validate()
-            };
-            return Err(crate::config::blame_file(e, file, file_alone));
-        }
-        Ok(c)
+        crate::config::resolve_layered(&Self::preset(preset)?, file, sets)
     }
 
     pub fn load(path: &Path) -> Result<SdasConfig, UserError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| UserError::BadModel(format!("{}: cannot read: {e}", path.display())))?;
-        let c: SdasConfig = toml::from_str(&text)
-            .map_err(|e| UserError::BadModel(format!("{}: {e}", path.display())))?;
-        c.validate()
-            .map_err(|e| UserError::BadModel(format!("{}: {e}", path.display())))?;
-        Ok(c)
+        crate::config::load_validated(path)
     }
 
     pub fn to_toml(&self) -> String {
@@ -182,6 +169,12 @@ impl SdasConfig {
             return bad("sample.batch_size must be ≥ 1".into());
         }
         Ok(())
+    }
+}
+
+impl crate::config::Validated for SdasConfig {
+    fn check(&self) -> Result<(), UserError> {
+        self.validate()
     }
 }
 
