@@ -5,11 +5,9 @@ use common::*;
 
 #[test]
 fn demo_runs_end_to_end_and_writes_everything() {
-    let weights = shared("weights/efficientnet_lite2_imagenet.safetensors");
-    if !weights.exists() {
-        eprintln!("skipped: {} is missing", weights.display());
+    let Some(weights) = lite2_or_skip() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("demo out ü");
     let o = realnet(&[

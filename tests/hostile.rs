@@ -309,10 +309,6 @@ const SDAS_TINY: [&str; 12] = [
     "sample.batch_size=2",
 ];
 
-fn lite2() -> PathBuf {
-    shared("weights/efficientnet_lite2_imagenet.safetensors")
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -332,10 +328,7 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
 fn fixture() -> Option<&'static Fixture> {
     static F: OnceLock<Option<Fixture>> = OnceLock::new();
     F.get_or_init(|| {
-        if !lite2().exists() {
-            eprintln!("skipping: {} not found", lite2().display());
-            return None;
-        }
+        lite2_or_skip()?;
         // Spaces and non-ASCII in every path the commands see.
         let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile ü inputs");
         let _ = std::fs::remove_dir_all(&root);

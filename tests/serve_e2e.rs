@@ -87,11 +87,9 @@ fn scores_by_name(lines: &str) -> Vec<(String, f64)> {
 
 #[test]
 fn serve_matches_predict_and_test_and_survives_bad_requests() {
-    let weights = shared("weights/efficientnet_lite2_imagenet.safetensors");
-    if !weights.exists() {
-        eprintln!("skipping: {} not found", weights.display());
+    let Some(weights) = lite2_or_skip() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("fabric");
     realnet::demo::write_dataset(&data, 128, 8, 2, 1).unwrap();

@@ -25,7 +25,7 @@ const TINY: [&str; 14] = [
 ];
 
 fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
-    let weights = shared("weights/efficientnet_lite2_imagenet.safetensors");
+    let weights = lite2();
     let mut args = vec![
         "train",
         "--data",
@@ -41,9 +41,7 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
 
 #[test]
 fn train_resume_test_predict() {
-    let weights = shared("weights/efficientnet_lite2_imagenet.safetensors");
-    if !weights.exists() {
-        eprintln!("skipping: {} not found", weights.display());
+    if lite2_or_skip().is_none() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -13,6 +13,22 @@ pub fn shared(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+/// The ImageNet EfficientNet-Lite2 weights in `../shared`.
+pub fn lite2() -> PathBuf {
+    shared("weights/efficientnet_lite2_imagenet.safetensors")
+}
+
+/// [`lite2`] when present; otherwise says the test is skipped and gives `None`.
+pub fn lite2_or_skip() -> Option<PathBuf> {
+    let w = lite2();
+    if w.exists() {
+        Some(w)
+    } else {
+        eprintln!("skipping: {} not found", w.display());
+        None
+    }
+}
+
 /// Runs `realnet` on the CPU at one thread (reproducible, and fair to a shared machine).
 pub fn realnet(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_realnet"))
