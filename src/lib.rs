@@ -11,6 +11,7 @@ pub use realnet_metrics as metrics;
 pub use realnet_report as report;
 pub use realnet_synth as synth;
 
+pub mod alloc;
 pub mod batch;
 pub mod bench;
 pub mod bundle;

@@ -5,6 +5,7 @@ use realnet::error::{exit, exit_code_of};
 mod cli;
 
 fn main() {
+    realnet::alloc::keep_freed_memory();
     let args = cli::Cli::parse();
     cli::init_logging(args.global.verbose);
     let code = match cli::run(args) {

@@ -1,0 +1,55 @@
+//! Keeps freed tensor memory in the process instead of handing it back to the kernel.
+//!
+//! libtorch allocates CPU tensors with glibc's `posix_memalign`. By default glibc serves blocks
+//! larger than its (adaptive) mmap threshold with a fresh `mmap` and returns them with `munmap`, and
+//! trims the heap top above 128 KiB: every training or inference step then re-faults and zero-fills
+//! the same hundreds of megabytes. Profiles of a lite training step showed ≈ 15 % of the time in the
+//! kernel's page-fault path. Raising the thresholds keeps that memory mapped between steps; the peak
+//! (what the step needs at once) does not change. `docs/performance.md` has the before/after.
+
+/// The largest mmap threshold glibc accepts on 64-bit targets (`DEFAULT_MMAP_THRESHOLD_MAX`).
+pub const MMAP_THRESHOLD: i32 = 32 << 20;
+/// Heap-top bytes glibc may keep before it trims (effectively: never trim between steps).
+pub const TRIM_THRESHOLD: i32 = i32::MAX;
+/// Extra bytes requested from the kernel whenever the heap grows, so growth happens rarely.
+pub const TOP_PAD: i32 = 64 << 20;
+
+/// Applies the settings once, early in `main`. A user who tunes glibc with its own
+/// `MALLOC_*_` environment variables keeps their values; `REALNET_ALLOCATOR=default` opts out.
+/// Returns whether anything was changed.
+pub fn keep_freed_memory() -> bool {
+    let user_tuned = std::env::vars_os().any(|(k, _)| {
+        let k = k.to_string_lossy();
+        k.starts_with("MALLOC_") && k.ends_with('_')
+    });
+    let opted_out = std::env::var("REALNET_ALLOCATOR").is_ok_and(|v| v == "default");
+    if user_tuned || opted_out {
+        return false;
+    }
+    apply()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn apply() -> bool {
+    // SAFETY: mallopt only changes glibc's allocator parameters; it is called before any thread
+    // that allocates is started, and each call's success is checked.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+            && libc::mallopt(libc::M_TOP_PAD, TOP_PAD) == 1
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn apply() -> bool {
+    false
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    /// glibc accepts every value (an out-of-range threshold would make mallopt return 0).
+    #[test]
+    fn glibc_accepts_the_settings() {
+        assert!(super::apply());
+    }
+}
