@@ -334,12 +334,21 @@ fn time_forward<T>(opts: &Options, what: What, fwd: impl Fn() -> T) -> (Vec<f64>
     let times = time_calls(
         || {
             let _ = fwd();
+            wait_for(opts.device);
         },
         warmup.saturating_sub(1),
         iters,
         opts.budget(),
     );
     (times, warmup, iters)
+}
+
+/// CUDA kernels run asynchronously: without this a timed forward would measure only the launches.
+/// (The training step needs none: it reads its loss back to the host.)
+pub fn wait_for(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
 }
 
 pub fn median(v: &[f64]) -> f64 {

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Issue #7 item 3 on a lent GPU machine, as ONE short run (the device tool gives ≈ 15 minutes a session):
+# the paper configuration's inference (batch 1 and 32), training step and denoiser step on CUDA, plus
+# what the machine is. Build here first (`cargo build --release`), then from the device tool:
+#   run(command="scripts/gpu_check.sh $OUT", carry=["target/release/realnet"], timeout_s=540)
+# The binary carries an rpath to this machine's venv; there the wheel's torch/lib (same torch 2.11)
+# is put on LD_LIBRARY_PATH instead. Results: OUT/gpu.txt and OUT/paper-cuda.jsonl (bench JSON lines;
+# docs/performance.md says how to read them). Not yet run: no GPU was lent when it was written.
+set -uo pipefail
+OUT="${1:-${OUT:-gpu-out}}"
+mkdir -p "$OUT"
+BIN="${BIN:-target/release/realnet}"
+PY="$(command -v python3 || command -v python)"
+TORCH_LIB="$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')" || {
+  echo "error: no python with torch on this machine" >&2; exit 3; }
+export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}"
+{
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  echo "torch lib: $TORCH_LIB"
+  ldd "$BIN" | grep -E 'libtorch|libc10'
+} >"$OUT/gpu.txt" 2>&1
+# libtorch_cuda must really be linked, or "cuda" is refused and nothing below means anything.
+if ! "$BIN" --device cuda bench --config small --what infer --iters 1 --warmup 1 --infer-batches 1 --json \
+    >>"$OUT/gpu.txt" 2>&1; then
+  echo "error: realnet cannot use CUDA here; see $OUT/gpu.txt" >&2
+  exit 2
+fi
+: >"$OUT/paper-cuda.jsonl"
+for what in "infer --infer-batches 1,32 --iters 20" "train --iters 10" "diffusion --iters 10"; do
+  # shellcheck disable=SC2086
+  timeout 150 "$BIN" --device cuda bench --config paper --what $what --json \
+    | tee -a "$OUT/paper-cuda.jsonl"
+done
