@@ -18,15 +18,19 @@ pub const TOP_PAD: i32 = 64 << 20;
 /// `MALLOC_*_` environment variables keeps their values; `REALNET_ALLOCATOR=default` opts out.
 /// Returns whether anything was changed.
 pub fn keep_freed_memory() -> bool {
-    let user_tuned = std::env::vars_os().any(|(k, _)| {
-        let k = k.to_string_lossy();
-        k.starts_with("MALLOC_") && k.ends_with('_')
-    });
-    let opted_out = std::env::var("REALNET_ALLOCATOR").is_ok_and(|v| v == "default");
-    if user_tuned || opted_out {
-        return false;
-    }
-    apply()
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into()))
+        .collect();
+    wanted(&env) && apply()
+}
+
+/// Whether to tune, given the environment: not when glibc is already tuned by the user
+/// (`MALLOC_*_`, glibc's own spelling) or `REALNET_ALLOCATOR=default` asks for glibc's defaults.
+fn wanted(env: &[(String, String)]) -> bool {
+    !env.iter().any(|(k, v)| {
+        (k.starts_with("MALLOC_") && k.ends_with('_'))
+            || (k == "REALNET_ALLOCATOR" && v == "default")
+    })
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -45,11 +49,34 @@ fn apply() -> bool {
     false
 }
 
-#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+#[cfg(test)]
 mod tests {
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     /// glibc accepts every value (an out-of-range threshold would make mallopt return 0).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn glibc_accepts_the_settings() {
         assert!(super::apply());
+    }
+
+    #[test]
+    fn users_settings_win() {
+        assert!(super::wanted(&env(&[
+            ("PATH", "/bin"),
+            ("REALNET_ALLOCATOR", "tuned")
+        ])));
+        assert!(!super::wanted(&env(&[("REALNET_ALLOCATOR", "default")])));
+        assert!(!super::wanted(&env(&[(
+            "MALLOC_TRIM_THRESHOLD_",
+            "131072"
+        )])));
+        // jemalloc's variable, not one of the glibc thresholds realnet would override.
+        assert!(super::wanted(&env(&[("MALLOC_CONF", "x")])));
     }
 }
