@@ -155,20 +155,19 @@ mod tests {
         let params = vec![x.shallow_clone()];
         let (lr, b1, b2, eps) = (1e-2, 0.9f64, 0.999f64, 1e-8);
         let mut opt = Adam::new(&params, lr);
-        let mut p: Vec<f64> = Vec::<f32>::try_from(&x.detach())
-            .unwrap()
-            .iter()
-            .map(|&v| v as f64)
-            .collect();
+        let host = |t: &Tensor| -> Vec<f64> {
+            Vec::<f32>::try_from(t.detach())
+                .unwrap()
+                .into_iter()
+                .map(f64::from)
+                .collect()
+        };
+        let mut p = host(&x);
         let (mut m, mut v) = (vec![0.0; 64], vec![0.0; 64]);
         for t in 1..=5 {
             let w = Tensor::randn([64], (Kind::Float, Device::Cpu));
             (&x * &x * &w).sum(Kind::Float).backward();
-            let g: Vec<f64> = Vec::<f32>::try_from(&x.grad())
-                .unwrap()
-                .iter()
-                .map(|&v| v as f64)
-                .collect();
+            let g = host(&x.grad());
             opt.step(&params);
             for i in 0..64 {
                 m[i] = b1 * m[i] + (1.0 - b1) * g[i];
@@ -177,18 +176,13 @@ mod tests {
                 p[i] -= lr * mh / (vh.sqrt() + eps);
             }
         }
-        let got = Vec::<f32>::try_from(&x.detach()).unwrap();
-        let worst = got
+        let worst = host(&x)
             .iter()
             .zip(&p)
-            .map(|(&a, &b)| (a as f64 - b).abs())
+            .map(|(a, b)| (a - b).abs())
             .fold(0.0, f64::max);
         assert!(worst < 1e-5, "{worst}");
-        assert_eq!(
-            Vec::<f32>::try_from(&x.grad()).unwrap(),
-            vec![0.0; 64],
-            "gradients zeroed"
-        );
+        assert_eq!(host(&x.grad()), vec![0.0; 64], "gradients zeroed");
     }
 
     #[test]
