@@ -80,6 +80,8 @@ impl Preset {
                 attention_resolutions: vec![16, 8],
                 num_head_channels: 64,
                 num_classes: 15,
+                // torch_reference.py's GroupNorm(32, C).
+                norm_min_group_channels: 1,
             },
         }
     }

@@ -65,6 +65,8 @@ fn tiny_config() -> UNetConfig {
         attention_resolutions: vec![8], // downsample factor 2 at 16²
         num_head_channels: 16,
         num_classes: 3,
+        // guided-diffusion's GroupNorm(32, C), as the golden values were made.
+        norm_min_group_channels: 1,
     }
 }
 

@@ -24,6 +24,10 @@ pub struct EvalArgs {
     pub count: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Compare at 256² instead of at the model's own resolution (all images are otherwise resized
+    /// to the model's size and back, so a 64² model is not judged on detail it cannot draw).
+    #[arg(long)]
+    pub full_resolution: bool,
     /// One JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -46,12 +50,16 @@ pub fn run(a: EvalArgs, device: Device) -> anyhow::Result<i32> {
         strengths: vec![0.0, 0.1, 0.2, 0.3],
         count: a.count,
         seed: a.seed,
+        compare_size: a.full_resolution.then_some(256),
         device,
     })?;
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
-        println!("mean nearest-neighbour patch distance to the normal training images");
+        println!(
+            "mean nearest-neighbour patch distance to the normal training images (all at {0}², then 256²)",
+            r.image_size
+        );
         println!("  real good test images  {:.4}", r.real_good);
         for (s, d) in &r.samples {
             println!(

@@ -55,14 +55,27 @@ pub fn up_conv(p: nn::Path, cin: i64, cout: i64) -> nn::ConvTranspose2D {
 /// GroupNorm with 32 groups as the paper; narrower layers (light presets) use the largest group
 /// count ≤ 32 that divides the channel count.
 pub fn group_norm(p: nn::Path, channels: i64) -> nn::GroupNorm {
-    nn::group_norm(p, norm_groups(channels), channels, Default::default())
+    group_norm_min(p, channels, 1)
+}
+
+/// As [`group_norm`], with at least `min_per_group` channels in each group where the width allows.
+/// One channel per group is an instance norm: it removes every channel's spatial mean, so a
+/// network normalised that way right before its output head cannot track global levels (a
+/// denoiser then cannot estimate the noise's mean colour).
+pub fn group_norm_min(p: nn::Path, channels: i64, min_per_group: i64) -> nn::GroupNorm {
+    let g = norm_groups_min(channels, min_per_group);
+    nn::group_norm(p, g, channels, Default::default())
 }
 
 pub fn norm_groups(channels: i64) -> i64 {
-    (1..=32.min(channels))
-        .rev()
-        .find(|g| channels % g == 0)
-        .unwrap_or(1)
+    norm_groups_min(channels, 1)
+}
+
+/// The largest group count ≤ 32 that divides `channels` and leaves ≥ `min_per_group` channels
+/// per group (1 when no count does).
+pub fn norm_groups_min(channels: i64, min_per_group: i64) -> i64 {
+    let most = 32.min(channels / min_per_group.max(1)).max(1);
+    (1..=most).rev().find(|g| channels % g == 0).unwrap_or(1)
 }
 
 #[cfg(test)]
@@ -76,6 +89,14 @@ mod tests {
         assert_eq!(norm_groups(48), 24);
         assert_eq!(norm_groups(60), 30);
         assert_eq!(norm_groups(7), 7);
+        // At least 4 channels per group: paper widths keep 32 groups, narrow ones get fewer.
+        assert_eq!(norm_groups_min(256, 4), 32);
+        assert_eq!(norm_groups_min(128, 4), 32);
+        assert_eq!(norm_groups_min(64, 4), 16);
+        assert_eq!(norm_groups_min(32, 4), 8);
+        assert_eq!(norm_groups_min(24, 4), 6);
+        assert_eq!(norm_groups_min(3, 4), 1);
+        assert_eq!(norm_groups_min(96, 1), norm_groups(96));
         for c in 1..600 {
             assert_eq!(c % norm_groups(c), 0);
         }

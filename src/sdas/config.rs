@@ -194,6 +194,18 @@ mod tests {
     }
 
     #[test]
+    fn configs_saved_before_the_norm_key_keep_one_channel_groups() {
+        let lite = SdasConfig::preset("lite").unwrap();
+        assert_eq!(lite.model.norm_min_group_channels, 4);
+        let old = lite.to_toml().replace("norm_min_group_channels = 4\n", "");
+        assert!(!old.contains("norm_min_group_channels"));
+        let back: SdasConfig = toml::from_str(&old).unwrap();
+        assert_eq!(back.model.norm_min_group_channels, 1);
+        let e = SdasConfig::resolve("lite", None, &["model.norm_min_group_channels=0".into()]);
+        assert!(e.is_err());
+    }
+
+    #[test]
     fn overrides_are_checked() {
         let c = SdasConfig::resolve("lite", None, &["train.steps=7".into()]).unwrap();
         assert_eq!(c.train.steps, 7);

@@ -4,6 +4,11 @@
 //! nearest neighbour among the normal training images' patches — averaged over all patches of
 //! all images. Real good test images give the yardstick: samples at s = 0 should be near it,
 //! larger s further away.
+//!
+//! All images — the bank, the yardstick and the samples — first pass through the denoiser's own
+//! resolution (resized to it and back to 256²): a model trained at 64² cannot draw 256² detail, and
+//! without this the yardstick would measure the missing resolution rather than what the model learnt.
+//! `compare_size` = 256 measures at full resolution instead.
 use super::sample::{sample, strength_of, Draw, Method};
 use super::schedule::{space_timesteps, Schedule};
 use super::train::load_model;
@@ -23,23 +28,33 @@ pub struct EvalOptions {
     pub strengths: Vec<f64>,
     pub count: usize,
     pub seed: u64,
+    /// Resolution every image passes through before features (`None`: the model's own).
+    pub compare_size: Option<u32>,
     pub device: Device,
 }
 
 #[derive(Debug, serde::Serialize)]
 pub struct EvalReport {
+    /// The resolution all images passed through.
+    pub image_size: u32,
     pub real_good: f64,
     pub samples: BTreeMap<String, f64>,
 }
 
-/// Patch features of images (any size; resized to 256² as PatchCore's recipe), P×D rows.
-fn patches(bb: &Backbone, imgs: &[RgbImage], device: Device) -> Tensor {
+/// `img` at `via`² and back at 256² (PatchCore's input size); a plain resize when `via` = 256.
+fn through(img: &RgbImage, via: u32) -> RgbImage {
+    let small = realnet_data::image_io::resize_rgb(img, via, via);
+    realnet_data::image_io::resize_rgb(&small, 256, 256)
+}
+
+/// Patch features of images (any size; brought through `via`² to 256²), P×D rows.
+fn patches(bb: &Backbone, imgs: &[RgbImage], via: u32, device: Device) -> Tensor {
     let (mean, std) = bb.kind().normalization();
     let mut rows = Vec::new();
     for chunk in imgs.chunks(8) {
         let resized: Vec<RgbImage> = chunk
             .iter()
-            .map(|i| realnet_data::image_io::resize_rgb(i, 256, 256))
+            .map(|i| through(i, via))
             .collect();
         let refs: Vec<&RgbImage> = resized.iter().collect();
         let x = crate::batch::images_to_tensor(&refs, mean, std, device);
@@ -113,8 +128,9 @@ pub fn evaluate(o: &EvalOptions) -> anyhow::Result<EvalReport> {
         .cloned()
         .collect();
     let good = load(&good, "good test", &cat.root)?;
-    let bank = patches(&bb, &train, o.device);
-    let real_good = tch::no_grad(|| mean_nn_distance(&patches(&bb, &good, o.device), &bank));
+    let via = o.compare_size.unwrap_or(cfg.model.image_size as u32);
+    let bank = patches(&bb, &train, via, o.device);
+    let real_good = tch::no_grad(|| mean_nn_distance(&patches(&bb, &good, via, o.device), &bank));
     let sched = Schedule::linear(cfg.diffusion.timesteps).respaced(&space_timesteps(
         cfg.diffusion.timesteps,
         &cfg.sample.steps,
@@ -140,10 +156,58 @@ pub fn evaluate(o: &EvalOptions) -> anyhow::Result<EvalReport> {
             let x = sample(&net, &sched, &draw, o.device);
             imgs.extend(super::sample::to_images(&x));
         }
-        let d = tch::no_grad(|| mean_nn_distance(&patches(&bb, &imgs, o.device), &bank));
+        let d = tch::no_grad(|| mean_nn_distance(&patches(&bb, &imgs, via, o.device), &bank));
         samples.insert(format!("{s}"), d);
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok(EvalReport { real_good, samples })
+    Ok(EvalReport {
+        image_size: via,
+        real_good,
+        samples,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checker(n: u32) -> RgbImage {
+        RgbImage::from_fn(n, n, |x, y| {
+            let v = if (x + y) % 2 == 0 { 255 } else { 0 };
+            image::Rgb([v, v, v])
+        })
+    }
+
+    #[test]
+    fn full_resolution_is_a_plain_resize() {
+        let img = checker(300);
+        assert_eq!(
+            through(&img, 256),
+            realnet_data::image_io::resize_rgb(&img, 256, 256)
+        );
+    }
+
+    #[test]
+    fn model_resolution_removes_detail_the_model_cannot_draw() {
+        // A one-pixel checkerboard survives at 256² but averages to grey through 64².
+        let img = checker(256);
+        let spread = |i: &RgbImage| {
+            let v: Vec<u8> = i.pixels().map(|p| p[0]).collect();
+            v.iter().max().copied().unwrap_or(0) - v.iter().min().copied().unwrap_or(0)
+        };
+        assert_eq!(spread(&through(&img, 256)), 255);
+        let low = through(&img, 64);
+        assert_eq!(low.dimensions(), (256, 256));
+        assert!(spread(&low) < 8, "spread {}", spread(&low));
+    }
+
+    #[test]
+    fn nearest_neighbour_distance() {
+        let bank = Tensor::from_slice(&[0f32, 0., 3., 4., 10., 0.]).reshape([3, 2]);
+        let q = Tensor::from_slice(&[0f32, 1., 3., 4.]).reshape([2, 2]);
+        // Rows: (0,1) → 1 from (0,0); (3,4) → 0.
+        assert!((mean_nn_distance(&q, &bank) - 0.5).abs() < 1e-6);
+        assert_eq!(mean_nn_distance(&bank, &bank), 0.0);
+    }
 }

@@ -21,6 +21,16 @@ pub struct UNetConfig {
     pub num_head_channels: i64,
     /// Class-embedding rows (categories); 0 = unconditional.
     pub num_classes: i64,
+    /// Fewest channels per GroupNorm group (guided-diffusion: 32 groups, ≥ 8 channels at its
+    /// widths). Narrow presets need ≥ 4: with one channel per group the norm before the output
+    /// erases each channel's mean and samples get random colour casts. Missing in configs saved
+    /// before it existed = 1, their behaviour.
+    #[serde(default = "one")]
+    pub norm_min_group_channels: i64,
+}
+
+fn one() -> i64 {
+    1
 }
 
 impl UNetConfig {
@@ -34,6 +44,7 @@ impl UNetConfig {
             attention_resolutions: vec![32, 16, 8],
             num_head_channels: 64,
             num_classes,
+            norm_min_group_channels: 4,
         }
     }
 
@@ -48,6 +59,7 @@ impl UNetConfig {
             attention_resolutions: vec![16],
             num_head_channels: 32,
             num_classes,
+            norm_min_group_channels: 4,
         }
     }
 
@@ -55,6 +67,9 @@ impl UNetConfig {
         let levels = self.channel_mult.len() as u32;
         if self.channel_mult.is_empty() || self.channel_mult.iter().any(|&m| m < 1) {
             return Err("channel_mult must list one or more positive multipliers".into());
+        }
+        if self.norm_min_group_channels < 1 {
+            return Err("norm_min_group_channels must be ≥ 1".into());
         }
         if self.model_channels < 2 || self.num_head_channels < 1 || self.num_res_blocks < 1 {
             return Err(
@@ -134,14 +149,20 @@ fn linear(p: nn::Path, cin: i64, cout: i64) -> nn::Linear {
 
 impl ResBlock {
     /// Boxed: a ResBlock is twice the size of the other layers.
-    fn new(p: nn::Path, cin: i64, cout: i64, emb_dim: i64, resample: Resample) -> Box<Self> {
+    fn new(
+        p: nn::Path,
+        (cin, cout): (i64, i64),
+        emb_dim: i64,
+        resample: Resample,
+        gmin: i64,
+    ) -> Box<Self> {
         let inl = &p / "in_layers";
         let outl = &p / "out_layers";
         Box::new(ResBlock {
-            in_norm: layers::group_norm(&inl / "0", cin),
+            in_norm: layers::group_norm_min(&inl / "0", cin, gmin),
             in_conv: layers::conv2d(&inl / "2", cin, cout, 3, 1, true),
             emb: linear(&p / "emb_layers" / "1", emb_dim, 2 * cout),
-            out_norm: layers::group_norm(&outl / "0", cout),
+            out_norm: layers::group_norm_min(&outl / "0", cout, gmin),
             out_conv: layers::zero_conv2d(&outl / "3", cout, cout, 3),
             skip: (cin != cout)
                 .then(|| layers::conv2d(&p / "skip_connection", cin, cout, 1, 1, true)),
@@ -226,6 +247,7 @@ impl DiffusionUNet {
     /// 6 output channels (ε̂ and the variance interpolation v).
     pub fn new(p: &nn::Path, cfg: &UNetConfig) -> Self {
         let mc = cfg.model_channels;
+        let gmin = cfg.norm_min_group_channels;
         let emb_dim = 4 * mc;
         let te = p / "time_embed";
         let time_embed = (
@@ -258,17 +280,18 @@ impl DiffusionUNet {
                 let bp = &ib / input_blocks.len();
                 let mut l = vec![Layer::Res(ResBlock::new(
                     &bp / "0",
-                    ch,
-                    mult * mc,
+                    (ch, mult * mc),
                     emb_dim,
                     Resample::None,
+                    gmin,
                 ))];
                 ch = mult * mc;
                 if cfg.attention_at(ds) {
-                    l.push(Layer::Attn(Box::new(AttentionBlock::new(
+                    l.push(Layer::Attn(Box::new(AttentionBlock::with_norm(
                         &bp / "1",
                         ch,
                         cfg.num_head_channels,
+                        gmin,
                     ))));
                 }
                 input_blocks.push(l);
@@ -278,10 +301,10 @@ impl DiffusionUNet {
                 let bp = &ib / input_blocks.len();
                 input_blocks.push(vec![Layer::Res(ResBlock::new(
                     &bp / "0",
-                    ch,
-                    ch,
+                    (ch, ch),
                     emb_dim,
                     Resample::Down,
+                    gmin,
                 ))]);
                 chans.push(ch);
                 ds *= 2;
@@ -289,13 +312,14 @@ impl DiffusionUNet {
         }
         let mb = p / "middle_block";
         let middle_block = vec![
-            Layer::Res(ResBlock::new(&mb / "0", ch, ch, emb_dim, Resample::None)),
-            Layer::Attn(Box::new(AttentionBlock::new(
+            Layer::Res(ResBlock::new(&mb / "0", (ch, ch), emb_dim, Resample::None, gmin)),
+            Layer::Attn(Box::new(AttentionBlock::with_norm(
                 &mb / "1",
                 ch,
                 cfg.num_head_channels,
+                gmin,
             ))),
-            Layer::Res(ResBlock::new(&mb / "2", ch, ch, emb_dim, Resample::None)),
+            Layer::Res(ResBlock::new(&mb / "2", (ch, ch), emb_dim, Resample::None, gmin)),
         ];
         let ob = p / "output_blocks";
         let mut output_blocks: Vec<Vec<Layer>> = Vec::new();
@@ -305,27 +329,28 @@ impl DiffusionUNet {
                 let bp = &ob / output_blocks.len();
                 let mut l = vec![Layer::Res(ResBlock::new(
                     &bp / "0",
-                    ch + ich,
-                    mc * mult,
+                    (ch + ich, mc * mult),
                     emb_dim,
                     Resample::None,
+                    gmin,
                 ))];
                 ch = mc * mult;
                 if cfg.attention_at(ds) {
-                    l.push(Layer::Attn(Box::new(AttentionBlock::new(
+                    l.push(Layer::Attn(Box::new(AttentionBlock::with_norm(
                         &bp / "1",
                         ch,
                         cfg.num_head_channels,
+                        gmin,
                     ))));
                 }
                 if level > 0 && i == cfg.num_res_blocks {
                     let idx = l.len();
                     l.push(Layer::Res(ResBlock::new(
                         &bp / idx,
-                        ch,
-                        ch,
+                        (ch, ch),
                         emb_dim,
                         Resample::Up,
+                        gmin,
                     )));
                     ds /= 2;
                 }
@@ -339,7 +364,7 @@ impl DiffusionUNet {
             input_blocks,
             middle_block,
             output_blocks,
-            out_norm: layers::group_norm(p / "out" / "0", ch),
+            out_norm: layers::group_norm_min(p / "out" / "0", ch, gmin),
             out_conv: layers::zero_conv2d(p / "out" / "2", ch, 6, 3),
         }
     }
