@@ -52,10 +52,7 @@ fn patches(bb: &Backbone, imgs: &[RgbImage], via: u32, device: Device) -> Tensor
     let (mean, std) = bb.kind().normalization();
     let mut rows = Vec::new();
     for chunk in imgs.chunks(8) {
-        let resized: Vec<RgbImage> = chunk
-            .iter()
-            .map(|i| through(i, via))
-            .collect();
+        let resized: Vec<RgbImage> = chunk.iter().map(|i| through(i, via)).collect();
         let refs: Vec<&RgbImage> = resized.iter().collect();
         let x = crate::batch::images_to_tensor(&refs, mean, std, device);
         let f = tch::no_grad(|| bb.features(&x));

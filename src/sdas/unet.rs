@@ -312,14 +312,26 @@ impl DiffusionUNet {
         }
         let mb = p / "middle_block";
         let middle_block = vec![
-            Layer::Res(ResBlock::new(&mb / "0", (ch, ch), emb_dim, Resample::None, gmin)),
+            Layer::Res(ResBlock::new(
+                &mb / "0",
+                (ch, ch),
+                emb_dim,
+                Resample::None,
+                gmin,
+            )),
             Layer::Attn(Box::new(AttentionBlock::with_norm(
                 &mb / "1",
                 ch,
                 cfg.num_head_channels,
                 gmin,
             ))),
-            Layer::Res(ResBlock::new(&mb / "2", (ch, ch), emb_dim, Resample::None, gmin)),
+            Layer::Res(ResBlock::new(
+                &mb / "2",
+                (ch, ch),
+                emb_dim,
+                Resample::None,
+                gmin,
+            )),
         ];
         let ob = p / "output_blocks";
         let mut output_blocks: Vec<Vec<Layer>> = Vec::new();
