@@ -35,6 +35,11 @@ pub struct ModelConfig {
     pub num_res_blocks: usize,
     pub attention_mult: Vec<i64>,
     pub head_channels: i64,
+    /// GroupNorm in the reconstruction UNets keeps at least this many channels per group (1 = the
+    /// official 32-group rule, which at lite widths leaves one channel per group: an instance norm).
+    /// Configs saved before this key load as 1.
+    #[serde(default = "one")]
+    pub norm_min_group_channels: i64,
     pub rrs: RrsConfig,
     /// Image score = max of the anomaly map mean-pooled with this window (official 16).
     pub score_pool: i64,
@@ -77,6 +82,10 @@ pub struct TrainConfig {
     pub foreground: String,
 }
 
+fn one() -> i64 {
+    1
+}
+
 fn default_lr_schedule() -> String {
     "constant".into()
 }
@@ -106,6 +115,7 @@ impl Config {
                 num_res_blocks: 2,
                 attention_mult: vec![2, 4],
                 head_channels: 64,
+                norm_min_group_channels: 1,
                 rrs: RrsConfig {
                     top_max: 256,
                     top_mean: 256,
@@ -238,6 +248,9 @@ impl Config {
                 r.top_max, r.top_mean
             ));
         }
+        if m.norm_min_group_channels < 1 {
+            return bad("model.norm_min_group_channels must be ≥ 1".into());
+        }
         if r.hidden < 1 {
             return bad("model.rrs.hidden must be ≥ 1".into());
         }
@@ -291,6 +304,7 @@ impl Config {
                 num_res_blocks: m.num_res_blocks,
                 attention_mult: m.attention_mult.clone(),
                 head_channels: m.head_channels,
+                norm_min_group_channels: m.norm_min_group_channels,
             })
             .collect()
     }
@@ -449,6 +463,25 @@ mod tests {
             let back: Config = toml::from_str(&c.to_toml()).unwrap();
             assert_eq!(back, c);
         }
+    }
+
+    /// Saved runs from before the key keep their networks (one-channel groups at lite widths).
+    #[test]
+    fn norm_min_group_channels_defaults_to_official_for_old_configs() {
+        let c = Config::resolve("lite", None, &["model.norm_min_group_channels=4".into()]).unwrap();
+        assert!(c
+            .recon_configs()
+            .iter()
+            .all(|r| r.norm_min_group_channels == 4));
+        let old = c.to_toml().replace("norm_min_group_channels = 4\n", "");
+        assert!(!old.contains("norm_min_group_channels"));
+        let back: Config = toml::from_str(&old).unwrap();
+        assert_eq!(back.model.norm_min_group_channels, 1);
+        let e = Config::resolve("lite", None, &["model.norm_min_group_channels=0".into()]);
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("norm_min_group_channels"));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use tch::{nn, nn::Module, Tensor};
 
 #[derive(Debug)]
 pub struct AttentionBlock {
-    norm: nn::GroupNorm,
+    pub(crate) norm: nn::GroupNorm,
     qkv: nn::Conv1D,
     proj_out: nn::Conv1D,
     heads: i64,

@@ -23,6 +23,13 @@ pub struct ReconConfig {
     pub attention_mult: Vec<i64>,
     /// Channels per attention head (official 64).
     pub head_channels: i64,
+    /// GroupNorm keeps at least this many channels per group (1 = the official rule).
+    #[serde(default = "one")]
+    pub norm_min_group_channels: i64,
+}
+
+fn one() -> i64 {
+    1
 }
 
 /// `h = conv3×3(SiLU(GN(x)))`, `out = skip(x) + h`, optionally with ×½ or ×2 resampling.
@@ -50,7 +57,7 @@ enum Skip {
 }
 
 impl ResBlock {
-    fn new(p: nn::Path, cin: i64, cout: i64) -> Self {
+    fn new(p: nn::Path, cin: i64, cout: i64, gmin: i64) -> Self {
         let skip = if cin == cout {
             Skip::Identity
         } else {
@@ -64,25 +71,25 @@ impl ResBlock {
             ))
         };
         Self {
-            norm: layers::group_norm(&p / "in_norm", cin),
+            norm: layers::group_norm_min(&p / "in_norm", cin, gmin),
             resample: Resample::None,
             conv: layers::conv2d(&p / "in_conv", cin, cout, 3, 1, true),
             skip,
         }
     }
 
-    fn down(p: nn::Path, c: i64) -> Self {
+    fn down(p: nn::Path, c: i64, gmin: i64) -> Self {
         Self {
-            norm: layers::group_norm(&p / "in_norm", c),
+            norm: layers::group_norm_min(&p / "in_norm", c, gmin),
             resample: Resample::Down,
             conv: layers::conv2d(&p / "in_conv", c, c, 3, 1, true),
             skip: Skip::Down,
         }
     }
 
-    fn up(p: nn::Path, c: i64) -> Self {
+    fn up(p: nn::Path, c: i64, gmin: i64) -> Self {
         Self {
-            norm: layers::group_norm(&p / "in_norm", c),
+            norm: layers::group_norm_min(&p / "in_norm", c, gmin),
             resample: Resample::Up(layers::up_conv(&p / "h_upd", c, c)),
             conv: layers::conv2d(&p / "in_conv", c, c, 3, 1, true),
             skip: Skip::Up(layers::up_conv(&p / "x_upd", c, c)),
@@ -142,6 +149,7 @@ pub struct ReconUnet {
 impl ReconUnet {
     pub fn new(p: nn::Path, cfg: &ReconConfig) -> Self {
         let base = cfg.base_channels;
+        let gmin = cfg.norm_min_group_channels;
         let stem = layers::conv2d(&p / "stem", cfg.channels, base, 3, 1, true);
         let mut skips = vec![base];
         let mut encoder = Vec::new();
@@ -151,13 +159,13 @@ impl ReconUnet {
         let attn_at = |ds: i64, c: i64, p: nn::Path| {
             cfg.attention_mult
                 .contains(&ds)
-                .then(|| AttentionBlock::new(p, c, cfg.head_channels))
+                .then(|| AttentionBlock::with_norm(p, c, cfg.head_channels, gmin))
         };
         for (level, mult) in cfg.channel_mult.iter().enumerate() {
             for _ in 0..cfg.num_res_blocks {
                 let q = &p / "encoder" / encoder.len();
                 let out = mult * base;
-                let res = ResBlock::new(&q / "res", ch, out);
+                let res = ResBlock::new(&q / "res", ch, out, gmin);
                 encoder.push(Stage {
                     res,
                     attn: attn_at(ds, out, &q / "attn"),
@@ -168,7 +176,7 @@ impl ReconUnet {
             if level + 1 < levels {
                 let q = &p / "encoder" / encoder.len();
                 encoder.push(Stage {
-                    res: ResBlock::down(&q / "res", ch),
+                    res: ResBlock::down(&q / "res", ch, gmin),
                     attn: None,
                 });
                 skips.push(ch);
@@ -177,9 +185,9 @@ impl ReconUnet {
         }
         let m = &p / "middle";
         let middle = (
-            ResBlock::new(&m / "res0", ch, ch),
-            AttentionBlock::new(&m / "attn", ch, cfg.head_channels),
-            ResBlock::new(&m / "res1", ch, ch),
+            ResBlock::new(&m / "res0", ch, ch, gmin),
+            AttentionBlock::with_norm(&m / "attn", ch, cfg.head_channels, gmin),
+            ResBlock::new(&m / "res1", ch, ch, gmin),
         );
         let mut decoder = Vec::new();
         for (level, mult) in cfg.channel_mult.iter().enumerate().rev() {
@@ -187,7 +195,7 @@ impl ReconUnet {
                 let q = &p / "decoder" / decoder.len();
                 let skip_ch = skips.pop().unwrap_or(0);
                 let out = mult * base;
-                let res = ResBlock::new(&q / "res", ch + skip_ch, out);
+                let res = ResBlock::new(&q / "res", ch + skip_ch, out, gmin);
                 decoder.push(Stage {
                     res,
                     attn: attn_at(ds, out, &q / "attn"),
@@ -196,7 +204,7 @@ impl ReconUnet {
                 if level > 0 && i == cfg.num_res_blocks {
                     let q = &p / "decoder" / decoder.len();
                     decoder.push(Stage {
-                        res: ResBlock::up(&q / "res", ch),
+                        res: ResBlock::up(&q / "res", ch, gmin),
                         attn: None,
                     });
                     ds /= 2;
@@ -208,7 +216,7 @@ impl ReconUnet {
             encoder,
             middle,
             decoder,
-            out_norm: layers::group_norm(&p / "out_norm", ch),
+            out_norm: layers::group_norm_min(&p / "out_norm", ch, gmin),
             out_conv: layers::zero_conv2d(&p / "out_conv", ch, cfg.channels, 3),
         }
     }
@@ -248,6 +256,7 @@ mod tests {
             num_res_blocks: 2,
             attention_mult: vec![2, 4],
             head_channels: 64,
+            norm_min_group_channels: 1,
         }
     }
 
@@ -278,11 +287,51 @@ mod tests {
             num_res_blocks: 1,
             attention_mult: vec![2],
             head_channels: 8,
+            norm_min_group_channels: 1,
         };
         let net = ReconUnet::new(vs.root(), &cfg);
         let x = Tensor::randn([2, 8, 8, 8], (tch::Kind::Float, tch::Device::Cpu));
         let y = net.forward(&x);
         assert_eq!(y.size(), vec![2, 8, 8, 8]);
         assert_eq!(y.abs().max().double_value(&[]), 0.0);
+    }
+
+    /// Lite widths (16…32): the official rule gives one channel per group; the minimum widens them
+    /// everywhere, the attention blocks included, and leaves the parameter count unchanged.
+    #[test]
+    fn norm_min_group_channels_widens_every_group() {
+        let lite = |gmin| ReconConfig {
+            channels: 24,
+            base_channels: 16,
+            channel_mult: vec![1, 2, 4],
+            num_res_blocks: 2,
+            attention_mult: vec![4],
+            head_channels: 64,
+            norm_min_group_channels: gmin,
+        };
+        let vs1 = nn::VarStore::new(tch::Device::Cpu);
+        let official = ReconUnet::new(vs1.root(), &lite(1));
+        assert_eq!(official.out_norm.num_groups, 16);
+        let vs4 = nn::VarStore::new(tch::Device::Cpu);
+        let wide = ReconUnet::new(vs4.root(), &lite(4));
+        assert_eq!(wide.out_norm.num_groups, 4);
+        let mut norms = vec![&wide.middle.0.norm, &wide.middle.2.norm];
+        norms.extend(
+            wide.encoder
+                .iter()
+                .chain(&wide.decoder)
+                .map(|s| &s.res.norm),
+        );
+        for n in norms {
+            assert!(
+                n.num_channels / n.num_groups >= 4,
+                "{} / {}",
+                n.num_channels,
+                n.num_groups
+            );
+        }
+        assert_eq!(official.middle.1.norm.num_groups, 32);
+        assert_eq!(wide.middle.1.norm.num_groups, 16);
+        assert_eq!(n_params(&vs1), n_params(&vs4));
     }
 }
