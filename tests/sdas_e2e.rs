@@ -156,4 +156,49 @@ fn sdas_train_resume_sample_shards() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+
+    // `sdas eval` with the sampler and steps a user samples with: reported back, figures finite.
+    let Some(w) = lite2_or_skip() else { return };
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "sdas",
+            "eval",
+            "--model",
+            a.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--weights",
+            w.to_str().unwrap(),
+            "--count",
+            "2",
+            "--json",
+        ];
+        args.extend(extra);
+        realnet(&args)
+    };
+    let out = eval(&["--steps", "2", "--sampler", "ddim"]);
+    let r: serde_json::Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert_eq!(r["steps"], "2");
+    assert_eq!(r["sampler"], "ddim");
+    assert_eq!(r["image_size"], 16);
+    let real = r["real_good"].as_f64().unwrap();
+    assert!(real.is_finite() && real >= 0.0, "{r}");
+    let samples = r["samples"].as_object().unwrap();
+    assert_eq!(
+        samples.keys().collect::<Vec<_>>(),
+        ["0", "0.1", "0.2", "0.3"]
+    );
+    assert!(samples.values().all(|d| d.as_f64().unwrap() > 0.0), "{r}");
+    expect(
+        "eval with 0 steps",
+        &eval(&["--steps", "0"]),
+        3,
+        &["sampling steps '0'"],
+    );
+    expect(
+        "eval with an unknown sampler",
+        &eval(&["--sampler", "euler"]),
+        3,
+        &["sampler 'euler'"],
+    );
 }

@@ -24,6 +24,12 @@ pub struct EvalArgs {
     pub count: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Respaced sampling steps, ddimN or N (default the model's, ddim20), as for `sdas sample`.
+    #[arg(long)]
+    pub steps: Option<String>,
+    /// ddpm (official) or ddim, as for `sdas sample`.
+    #[arg(long, default_value = "ddpm")]
+    pub sampler: String,
     /// Compare at 256² instead of at the model's own resolution (all images are otherwise resized
     /// to the model's size and back, so a 64² model is not judged on detail it cannot draw).
     #[arg(long)]
@@ -42,6 +48,10 @@ pub fn run(a: EvalArgs, device: Device) -> anyhow::Result<i32> {
     if a.count == 0 {
         return Err(realnet::error::UserError::BadInput("--count must be ≥ 1".into()).into());
     }
+    let method: realnet::sdas::sample::Method = a
+        .sampler
+        .parse()
+        .map_err(realnet::error::UserError::BadInput)?;
     let r = evaluate(&EvalOptions {
         model: a.model,
         data: a.data,
@@ -51,14 +61,17 @@ pub fn run(a: EvalArgs, device: Device) -> anyhow::Result<i32> {
         count: a.count,
         seed: a.seed,
         compare_size: a.full_resolution.then_some(256),
+        steps: a.steps,
+        method,
         device,
     })?;
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "mean nearest-neighbour patch distance to the normal training images (all at {0}², then 256²)",
-            r.image_size
+            "mean nearest-neighbour patch distance to the normal training images (all at {0}², then 256²; \
+             samples: {1} steps, {2})",
+            r.image_size, r.steps, r.sampler
         );
         println!("  real good test images  {:.4}", r.real_good);
         for (s, d) in &r.samples {

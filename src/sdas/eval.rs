@@ -10,7 +10,6 @@
 //! without this the yardstick would measure the missing resolution rather than what the model learnt.
 //! `compare_size` = 256 measures at full resolution instead.
 use super::sample::{sample, strength_of, Draw, Method};
-use super::schedule::{space_timesteps, Schedule};
 use super::train::load_model;
 use crate::error::UserError;
 use crate::model::backbone::{Backbone, BackboneKind};
@@ -30,6 +29,10 @@ pub struct EvalOptions {
     pub seed: u64,
     /// Resolution every image passes through before features (`None`: the model's own).
     pub compare_size: Option<u32>,
+    /// Respaced sampling steps (`None`: the model's `sample.steps`) and the sampler, as for
+    /// `sdas sample`, so the figures describe the images a user will make.
+    pub steps: Option<String>,
+    pub method: Method,
     pub device: Device,
 }
 
@@ -37,6 +40,9 @@ pub struct EvalOptions {
 pub struct EvalReport {
     /// The resolution all images passed through.
     pub image_size: u32,
+    /// The sampling steps and sampler the samples were drawn with.
+    pub steps: String,
+    pub sampler: String,
     pub real_good: f64,
     pub samples: BTreeMap<String, f64>,
 }
@@ -128,10 +134,7 @@ pub fn evaluate(o: &EvalOptions) -> anyhow::Result<EvalReport> {
     let via = o.compare_size.unwrap_or(cfg.model.image_size as u32);
     let bank = patches(&bb, &train, via, o.device);
     let real_good = tch::no_grad(|| mean_nn_distance(&patches(&bb, &good, via, o.device), &bank));
-    let sched = Schedule::linear(cfg.diffusion.timesteps).respaced(&space_timesteps(
-        cfg.diffusion.timesteps,
-        &cfg.sample.steps,
-    )?);
+    let (steps, sched) = super::sample::sampling_schedule(&cfg, o.steps.as_deref())?;
     let mut samples = BTreeMap::new();
     let bar = crate::progress::bar(o.strengths.len() as u64, "sdas eval");
     for &s in &o.strengths {
@@ -148,7 +151,7 @@ pub fn evaluate(o: &EvalOptions) -> anyhow::Result<EvalReport> {
                 seed: o.seed,
                 indices: &idx,
                 strengths: &st,
-                method: Method::Ddpm,
+                method: o.method,
             };
             let x = sample(&net, &sched, &draw, o.device);
             imgs.extend(super::sample::to_images(&x));
@@ -160,6 +163,8 @@ pub fn evaluate(o: &EvalOptions) -> anyhow::Result<EvalReport> {
     bar.finish_and_clear();
     Ok(EvalReport {
         image_size: via,
+        steps,
+        sampler: o.method.name().into(),
         real_good,
         samples,
     })

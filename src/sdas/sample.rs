@@ -21,6 +21,16 @@ pub enum Method {
     Ddim,
 }
 
+impl Method {
+    /// The name `FromStr` reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Ddpm => "ddpm",
+            Method::Ddim => "ddim",
+        }
+    }
+}
+
 impl std::str::FromStr for Method {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -30,6 +40,19 @@ impl std::str::FromStr for Method {
             o => Err(format!("sampler '{o}': expected ddpm or ddim")),
         }
     }
+}
+
+/// The respacing spec (`steps`, else the model's `sample.steps`) and its schedule.
+pub fn sampling_schedule(
+    cfg: &super::config::SdasConfig,
+    steps: Option<&str>,
+) -> Result<(String, Schedule), UserError> {
+    let steps = steps.unwrap_or(&cfg.sample.steps).to_string();
+    let keep = space_timesteps(cfg.diffusion.timesteps, &steps)?;
+    Ok((
+        steps,
+        Schedule::linear(cfg.diffusion.timesteps).respaced(&keep),
+    ))
 }
 
 /// The strength of image `index`: s ~ U(a, b) from the image's own stream.
@@ -208,9 +231,7 @@ pub fn run_job(job: &SampleJob) -> anyhow::Result<SampleReport> {
     if job.count == 0 {
         return Err(UserError::BadInput("--count must be ≥ 1".into()).into());
     }
-    let steps = job.steps.clone().unwrap_or(cfg.sample.steps.clone());
-    let keep = space_timesteps(cfg.diffusion.timesteps, &steps)?;
-    let sched = Schedule::linear(cfg.diffusion.timesteps).respaced(&keep);
+    let (steps, sched) = sampling_schedule(&cfg, job.steps.as_deref())?;
     let strength = job.strength.unwrap_or(cfg.sample.strength);
     let batch = job.batch.unwrap_or(cfg.sample.batch_size).max(1);
     let dir = job.out.join(&job.category);
@@ -226,10 +247,7 @@ pub fn run_job(job: &SampleJob) -> anyhow::Result<SampleReport> {
     } else {
         format!("index-{si}-of-{sn}.jsonl")
     });
-    let method = match job.method {
-        Method::Ddpm => "ddpm",
-        Method::Ddim => "ddim",
-    };
+    let method = job.method.name();
     let blocks: Vec<usize> = (0..job.count.div_ceil(batch))
         .filter(|b| b % sn == si)
         .collect();
