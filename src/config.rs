@@ -38,7 +38,7 @@ pub struct ModelConfig {
     /// GroupNorm in the reconstruction UNets keeps at least this many channels per group (1 = the
     /// official 32-group rule, which at lite widths leaves one channel per group: an instance norm).
     /// Configs saved before this key load as 1.
-    #[serde(default = "one")]
+    #[serde(default = "crate::model::layers::official_min_group_channels")]
     pub norm_min_group_channels: i64,
     pub rrs: RrsConfig,
     /// Image score = max of the anomaly map mean-pooled with this window (official 16).
@@ -80,10 +80,6 @@ pub struct TrainConfig {
     /// Foreground rule (`all`, `otsu:gray:dark:close6:open6`, …); empty = the category's rule from
     /// spec §3.2 when its name is known, else the whole image.
     pub foreground: String,
-}
-
-fn one() -> i64 {
-    1
 }
 
 fn default_lr_schedule() -> String {

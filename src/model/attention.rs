@@ -34,13 +34,9 @@ pub fn check_heads(channels: i64, head_channels: i64) -> Result<(), String> {
 }
 
 impl AttentionBlock {
-    /// `channels` split into heads of `head_channels` (at least one head).
-    pub fn new(p: nn::Path, channels: i64, head_channels: i64) -> Self {
-        Self::with_norm(p, channels, head_channels, 1)
-    }
-
-    /// As [`Self::new`], its GroupNorm with ≥ `min_per_group` channels per group.
-    pub fn with_norm(p: nn::Path, channels: i64, head_channels: i64, min_per_group: i64) -> Self {
+    /// `channels` split into heads of `head_channels` (at least one head); its GroupNorm with
+    /// ≥ `min_per_group` channels per group (1 = the official rule).
+    pub fn new(p: nn::Path, channels: i64, head_channels: i64, min_per_group: i64) -> Self {
         let heads = heads(channels, head_channels);
         let qkv_cfg = nn::ConvConfig {
             ws_init: layers::TORCH_DEFAULT_W,
@@ -53,7 +49,7 @@ impl AttentionBlock {
             ..Default::default()
         };
         Self {
-            norm: layers::group_norm_min(&p / "norm", channels, min_per_group),
+            norm: layers::group_norm(&p / "norm", channels, min_per_group),
             qkv: nn::conv1d(&p / "qkv", channels, 3 * channels, 1, qkv_cfg),
             proj_out: nn::conv1d(&p / "proj_out", channels, channels, 1, zero),
             heads,

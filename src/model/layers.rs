@@ -53,29 +53,25 @@ pub fn up_conv(p: nn::Path, cin: i64, cout: i64) -> nn::ConvTranspose2D {
 }
 
 /// GroupNorm with 32 groups as the paper; narrower layers (light presets) use the largest group
-/// count ≤ 32 that divides the channel count.
-pub fn group_norm(p: nn::Path, channels: i64) -> nn::GroupNorm {
-    group_norm_min(p, channels, 1)
-}
-
-/// As [`group_norm`], with at least `min_per_group` channels in each group where the width allows.
-/// One channel per group is an instance norm: it removes every channel's spatial mean, so a
-/// network normalised that way right before its output head cannot track global levels (a
-/// denoiser then cannot estimate the noise's mean colour).
-pub fn group_norm_min(p: nn::Path, channels: i64, min_per_group: i64) -> nn::GroupNorm {
-    let g = norm_groups_min(channels, min_per_group);
+/// count ≤ 32 that divides the channel count and leaves ≥ `min_per_group` channels per group
+/// (1 = the official rule). One channel per group is an instance norm: it removes every channel's
+/// spatial mean, so a network normalised that way right before its output head cannot track global
+/// levels (a denoiser then cannot estimate the noise's mean colour).
+pub fn group_norm(p: nn::Path, channels: i64, min_per_group: i64) -> nn::GroupNorm {
+    let g = norm_groups(channels, min_per_group);
     nn::group_norm(p, g, channels, Default::default())
 }
 
-pub fn norm_groups(channels: i64) -> i64 {
-    norm_groups_min(channels, 1)
-}
-
-/// The largest group count ≤ 32 that divides `channels` and leaves ≥ `min_per_group` channels
-/// per group (1 when no count does).
-pub fn norm_groups_min(channels: i64, min_per_group: i64) -> i64 {
+/// The group count of [`group_norm`] (1 when no count leaves `min_per_group` channels per group).
+pub fn norm_groups(channels: i64, min_per_group: i64) -> i64 {
     let most = 32.min(channels / min_per_group.max(1)).max(1);
     (1..=most).rev().find(|g| channels % g == 0).unwrap_or(1)
+}
+
+/// Serde default of the `norm_min_group_channels` keys: configs saved before them keep the
+/// official rule.
+pub fn official_min_group_channels() -> i64 {
+    1
 }
 
 #[cfg(test)]
@@ -84,21 +80,20 @@ mod tests {
 
     #[test]
     fn groups_divide_channels() {
-        assert_eq!(norm_groups(256), 32);
-        assert_eq!(norm_groups(24), 24);
-        assert_eq!(norm_groups(48), 24);
-        assert_eq!(norm_groups(60), 30);
-        assert_eq!(norm_groups(7), 7);
+        assert_eq!(norm_groups(256, 1), 32);
+        assert_eq!(norm_groups(24, 1), 24);
+        assert_eq!(norm_groups(48, 1), 24);
+        assert_eq!(norm_groups(60, 1), 30);
+        assert_eq!(norm_groups(7, 1), 7);
         // At least 4 channels per group: paper widths keep 32 groups, narrow ones get fewer.
-        assert_eq!(norm_groups_min(256, 4), 32);
-        assert_eq!(norm_groups_min(128, 4), 32);
-        assert_eq!(norm_groups_min(64, 4), 16);
-        assert_eq!(norm_groups_min(32, 4), 8);
-        assert_eq!(norm_groups_min(24, 4), 6);
-        assert_eq!(norm_groups_min(3, 4), 1);
-        assert_eq!(norm_groups_min(96, 1), norm_groups(96));
+        assert_eq!(norm_groups(256, 4), 32);
+        assert_eq!(norm_groups(128, 4), 32);
+        assert_eq!(norm_groups(64, 4), 16);
+        assert_eq!(norm_groups(32, 4), 8);
+        assert_eq!(norm_groups(24, 4), 6);
+        assert_eq!(norm_groups(3, 4), 1);
         for c in 1..600 {
-            assert_eq!(c % norm_groups(c), 0);
+            assert_eq!(c % norm_groups(c, 1), 0);
         }
     }
 }

@@ -24,12 +24,8 @@ pub struct ReconConfig {
     /// Channels per attention head (official 64).
     pub head_channels: i64,
     /// GroupNorm keeps at least this many channels per group (1 = the official rule).
-    #[serde(default = "one")]
+    #[serde(default = "crate::model::layers::official_min_group_channels")]
     pub norm_min_group_channels: i64,
-}
-
-fn one() -> i64 {
-    1
 }
 
 /// `h = conv3×3(SiLU(GN(x)))`, `out = skip(x) + h`, optionally with ×½ or ×2 resampling.
@@ -71,7 +67,7 @@ impl ResBlock {
             ))
         };
         Self {
-            norm: layers::group_norm_min(&p / "in_norm", cin, gmin),
+            norm: layers::group_norm(&p / "in_norm", cin, gmin),
             resample: Resample::None,
             conv: layers::conv2d(&p / "in_conv", cin, cout, 3, 1, true),
             skip,
@@ -80,7 +76,7 @@ impl ResBlock {
 
     fn down(p: nn::Path, c: i64, gmin: i64) -> Self {
         Self {
-            norm: layers::group_norm_min(&p / "in_norm", c, gmin),
+            norm: layers::group_norm(&p / "in_norm", c, gmin),
             resample: Resample::Down,
             conv: layers::conv2d(&p / "in_conv", c, c, 3, 1, true),
             skip: Skip::Down,
@@ -89,7 +85,7 @@ impl ResBlock {
 
     fn up(p: nn::Path, c: i64, gmin: i64) -> Self {
         Self {
-            norm: layers::group_norm_min(&p / "in_norm", c, gmin),
+            norm: layers::group_norm(&p / "in_norm", c, gmin),
             resample: Resample::Up(layers::up_conv(&p / "h_upd", c, c)),
             conv: layers::conv2d(&p / "in_conv", c, c, 3, 1, true),
             skip: Skip::Up(layers::up_conv(&p / "x_upd", c, c)),
@@ -159,7 +155,7 @@ impl ReconUnet {
         let attn_at = |ds: i64, c: i64, p: nn::Path| {
             cfg.attention_mult
                 .contains(&ds)
-                .then(|| AttentionBlock::with_norm(p, c, cfg.head_channels, gmin))
+                .then(|| AttentionBlock::new(p, c, cfg.head_channels, gmin))
         };
         for (level, mult) in cfg.channel_mult.iter().enumerate() {
             for _ in 0..cfg.num_res_blocks {
@@ -186,7 +182,7 @@ impl ReconUnet {
         let m = &p / "middle";
         let middle = (
             ResBlock::new(&m / "res0", ch, ch, gmin),
-            AttentionBlock::with_norm(&m / "attn", ch, cfg.head_channels, gmin),
+            AttentionBlock::new(&m / "attn", ch, cfg.head_channels, gmin),
             ResBlock::new(&m / "res1", ch, ch, gmin),
         );
         let mut decoder = Vec::new();
@@ -216,7 +212,7 @@ impl ReconUnet {
             encoder,
             middle,
             decoder,
-            out_norm: layers::group_norm_min(&p / "out_norm", ch, gmin),
+            out_norm: layers::group_norm(&p / "out_norm", ch, gmin),
             out_conv: layers::zero_conv2d(&p / "out_conv", ch, cfg.channels, 3),
         }
     }

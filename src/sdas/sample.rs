@@ -34,11 +34,10 @@ impl Method {
 impl std::str::FromStr for Method {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "ddpm" => Ok(Method::Ddpm),
-            "ddim" => Ok(Method::Ddim),
-            o => Err(format!("sampler '{o}': expected ddpm or ddim")),
-        }
+        [Method::Ddpm, Method::Ddim]
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("sampler '{s}': expected ddpm or ddim"))
     }
 }
 

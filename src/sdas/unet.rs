@@ -25,12 +25,8 @@ pub struct UNetConfig {
     /// widths). Narrow presets need ≥ 4: with one channel per group the norm before the output
     /// erases each channel's mean and samples get random colour casts. Missing in configs saved
     /// before it existed = 1, their behaviour.
-    #[serde(default = "one")]
+    #[serde(default = "crate::model::layers::official_min_group_channels")]
     pub norm_min_group_channels: i64,
-}
-
-fn one() -> i64 {
-    1
 }
 
 impl UNetConfig {
@@ -159,10 +155,10 @@ impl ResBlock {
         let inl = &p / "in_layers";
         let outl = &p / "out_layers";
         Box::new(ResBlock {
-            in_norm: layers::group_norm_min(&inl / "0", cin, gmin),
+            in_norm: layers::group_norm(&inl / "0", cin, gmin),
             in_conv: layers::conv2d(&inl / "2", cin, cout, 3, 1, true),
             emb: linear(&p / "emb_layers" / "1", emb_dim, 2 * cout),
-            out_norm: layers::group_norm_min(&outl / "0", cout, gmin),
+            out_norm: layers::group_norm(&outl / "0", cout, gmin),
             out_conv: layers::zero_conv2d(&outl / "3", cout, cout, 3),
             skip: (cin != cout)
                 .then(|| layers::conv2d(&p / "skip_connection", cin, cout, 1, 1, true)),
@@ -287,7 +283,7 @@ impl DiffusionUNet {
                 ))];
                 ch = mult * mc;
                 if cfg.attention_at(ds) {
-                    l.push(Layer::Attn(Box::new(AttentionBlock::with_norm(
+                    l.push(Layer::Attn(Box::new(AttentionBlock::new(
                         &bp / "1",
                         ch,
                         cfg.num_head_channels,
@@ -319,7 +315,7 @@ impl DiffusionUNet {
                 Resample::None,
                 gmin,
             )),
-            Layer::Attn(Box::new(AttentionBlock::with_norm(
+            Layer::Attn(Box::new(AttentionBlock::new(
                 &mb / "1",
                 ch,
                 cfg.num_head_channels,
@@ -348,7 +344,7 @@ impl DiffusionUNet {
                 ))];
                 ch = mc * mult;
                 if cfg.attention_at(ds) {
-                    l.push(Layer::Attn(Box::new(AttentionBlock::with_norm(
+                    l.push(Layer::Attn(Box::new(AttentionBlock::new(
                         &bp / "1",
                         ch,
                         cfg.num_head_channels,
@@ -376,7 +372,7 @@ impl DiffusionUNet {
             input_blocks,
             middle_block,
             output_blocks,
-            out_norm: layers::group_norm_min(p / "out" / "0", ch, gmin),
+            out_norm: layers::group_norm(p / "out" / "0", ch, gmin),
             out_conv: layers::zero_conv2d(p / "out" / "2", ch, 6, 3),
         }
     }
