@@ -189,6 +189,25 @@ fn sdas_train_resume_sample_shards() {
         ["0", "0.1", "0.2", "0.3"]
     );
     assert!(samples.values().all(|d| d.as_f64().unwrap() > 0.0), "{r}");
+    // The whole category by default (6 training, 1 good test image); a smaller bank can only
+    // move every patch's nearest neighbour farther away.
+    assert_eq!(
+        (r["bank_images"].as_u64(), r["real_images"].as_u64()),
+        (Some(6), Some(1))
+    );
+    let out = eval(&["--steps", "2", "--sampler", "ddim", "--bank-images", "2"]);
+    let small: serde_json::Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert_eq!(small["bank_images"], 2);
+    assert!(
+        small["real_good"].as_f64().unwrap() >= real - 1e-9,
+        "{small} vs {r}"
+    );
+    expect(
+        "eval with an empty bank",
+        &eval(&["--bank-images", "0"]),
+        3,
+        &["at least one image"],
+    );
     expect(
         "eval with 0 steps",
         &eval(&["--steps", "0"]),

@@ -24,6 +24,13 @@ pub struct EvalArgs {
     pub count: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// At most this many training images (a seeded random choice) form the bank the distances are
+    /// measured to; the search is exact over it.
+    #[arg(long, default_value_t = 256)]
+    pub bank_images: usize,
+    /// At most this many good test images (a seeded random choice) give the yardstick.
+    #[arg(long, default_value_t = 64)]
+    pub real_images: usize,
     /// Respaced sampling steps, ddimN or N (default the model's, ddim20), as for `sdas sample`.
     #[arg(long)]
     pub steps: Option<String>,
@@ -60,6 +67,8 @@ pub fn run(a: EvalArgs, device: Device) -> anyhow::Result<i32> {
         strengths: vec![0.0, 0.1, 0.2, 0.3],
         count: a.count,
         seed: a.seed,
+        bank_images: a.bank_images,
+        real_images: a.real_images,
         compare_size: a.full_resolution.then_some(256),
         steps: a.steps,
         method,
@@ -69,11 +78,14 @@ pub fn run(a: EvalArgs, device: Device) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "mean nearest-neighbour patch distance to the normal training images (all at {0}², then 256²; \
+            "mean nearest-neighbour patch distance to {3} normal training images (all at {0}², then 256²; \
              samples: {1} steps, {2})",
-            r.image_size, r.steps, r.sampler
+            r.image_size, r.steps, r.sampler, r.bank_images
         );
-        println!("  real good test images  {:.4}", r.real_good);
+        println!(
+            "  real good test images  {:.4}  ({} images)",
+            r.real_good, r.real_images
+        );
         for (s, d) in &r.samples {
             println!(
                 "  samples, s = {s:<4}       {d:.4}  ({:+.1} % vs real)",

@@ -9,6 +9,11 @@
 //! resolution (resized to it and back to 256²): a model trained at 64² cannot draw 256² detail, and
 //! without this the yardstick would measure the missing resolution rather than what the model learnt.
 //! `compare_size` = 256 measures at full resolution instead.
+//!
+//! The bank holds at most `bank_images` training images and the yardstick at most `real_images`
+//! good test images, each a seeded random choice: the search is exact over the bank, and every
+//! training image of a large category (Magnetic Tile: 762 at 256², ≈ 780k patches) made it take
+//! longer than sampling. Both numbers are in the report.
 use super::sample::{sample, strength_of, Draw, Method};
 use super::train::load_model;
 use crate::error::UserError;
@@ -27,6 +32,10 @@ pub struct EvalOptions {
     pub strengths: Vec<f64>,
     pub count: usize,
     pub seed: u64,
+    /// At most this many training images form the nearest-neighbour bank (seeded random choice).
+    pub bank_images: usize,
+    /// At most this many good test images form the yardstick (seeded random choice).
+    pub real_images: usize,
     /// Resolution every image passes through before features (`None`: the model's own).
     pub compare_size: Option<u32>,
     /// Respaced sampling steps (`None`: the model's `sample.steps`) and the sampler, as for
@@ -43,6 +52,9 @@ pub struct EvalReport {
     /// The sampling steps and sampler the samples were drawn with.
     pub steps: String,
     pub sampler: String,
+    /// How many training images the bank held and how many good test images were measured.
+    pub bank_images: usize,
+    pub real_images: usize,
     pub real_good: f64,
     pub samples: BTreeMap<String, f64>,
 }
@@ -73,20 +85,55 @@ fn patches(bb: &Backbone, imgs: &[RgbImage], via: u32, device: Device) -> Tensor
     Tensor::cat(&rows, 0)
 }
 
-/// Mean over the rows of `q` of the distance to the nearest row of `bank`.
+/// Mean over the rows of `q` of the distance to the nearest row of `bank`. Blocks of 8192 × 16384
+/// distances (512 MB in f32) bound the memory whatever the sizes.
 fn mean_nn_distance(q: &Tensor, bank: &Tensor) -> f64 {
-    let mut best: Option<Tensor> = None;
-    for i in (0..bank.size()[0]).step_by(16384) {
-        let n = 16384.min(bank.size()[0] - i);
-        let d = Tensor::cdist(q, &bank.narrow(0, i, n), 2.0, None::<i64>)
-            .min_dim(1, false)
-            .0;
-        best = Some(match best {
-            Some(b) => b.minimum(&d),
-            None => d,
-        });
+    const Q: i64 = 8192;
+    const B: i64 = 16384;
+    let (nq, nb) = (q.size()[0], bank.size()[0]);
+    let mut sum = 0.0;
+    for j in (0..nq).step_by(Q as usize) {
+        let qj = q.narrow(0, j, Q.min(nq - j));
+        let mut best: Option<Tensor> = None;
+        for i in (0..nb).step_by(B as usize) {
+            let d = Tensor::cdist(&qj, &bank.narrow(0, i, B.min(nb - i)), 2.0, None::<i64>)
+                .min_dim(1, false)
+                .0;
+            best = Some(match best {
+                Some(b) => b.minimum(&d),
+                None => d,
+            });
+        }
+        match best {
+            Some(b) => sum += b.sum(Kind::Double).double_value(&[]),
+            None => return f64::NAN,
+        }
     }
-    best.map_or(f64::NAN, |b| b.mean(Kind::Double).double_value(&[]))
+    if nq == 0 {
+        f64::NAN
+    } else {
+        sum / nq as f64
+    }
+}
+
+/// Up to `max` of `0..n`, in ascending order: all of them when `n ≤ max`, otherwise a random
+/// choice that depends only on (`n`, `max`, `seed`).
+fn choose(n: usize, max: usize, seed: u64) -> Vec<usize> {
+    if n <= max {
+        return (0..n).collect();
+    }
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut v = rand::seq::index::sample(&mut rng, n, max).into_vec();
+    v.sort_unstable();
+    v
+}
+
+fn subset<T: Clone>(all: &[T], max: usize, seed: u64) -> Vec<T> {
+    choose(all.len(), max, seed)
+        .into_iter()
+        .map(|i| all[i].clone())
+        .collect()
 }
 
 fn load(
@@ -123,14 +170,26 @@ pub fn evaluate(o: &EvalOptions) -> anyhow::Result<EvalReport> {
             ))
         })? as i64;
     let bb = Backbone::load(o.backbone, &o.weights, o.device)?;
-    let train = load(&cat.train, "training", &cat.root)?;
+    if o.bank_images == 0 || o.real_images == 0 {
+        return Err(UserError::BadInput(
+            "the bank and the yardstick need at least one image each".into(),
+        )
+        .into());
+    }
+    // Different streams for the two choices, so that neither depends on the other's size.
+    let train = subset(&cat.train, o.bank_images, o.seed ^ 0xB0B);
+    let train = load(&train, "training", &cat.root)?;
     let good: Vec<_> = cat
         .test
         .iter()
         .filter(|s| s.defect == "good")
         .cloned()
         .collect();
-    let good = load(&good, "good test", &cat.root)?;
+    let good = load(
+        &subset(&good, o.real_images, o.seed ^ 0x600D),
+        "good test",
+        &cat.root,
+    )?;
     let via = o.compare_size.unwrap_or(cfg.model.image_size as u32);
     let bank = patches(&bb, &train, via, o.device);
     let real_good = tch::no_grad(|| mean_nn_distance(&patches(&bb, &good, via, o.device), &bank));
@@ -165,6 +224,8 @@ pub fn evaluate(o: &EvalOptions) -> anyhow::Result<EvalReport> {
         image_size: via,
         steps,
         sampler: o.method.name().into(),
+        bank_images: train.len(),
+        real_images: good.len(),
         real_good,
         samples,
     })
@@ -211,5 +272,34 @@ mod tests {
         // Rows: (0,1) → 1 from (0,0); (3,4) → 0.
         assert!((mean_nn_distance(&q, &bank) - 0.5).abs() < 1e-6);
         assert_eq!(mean_nn_distance(&bank, &bank), 0.0);
+    }
+
+    #[test]
+    fn nearest_neighbour_distance_is_the_same_across_blocks() {
+        // More rows than one query block and one bank block: the blocked search must equal a
+        // direct one.
+        tch::manual_seed(3);
+        let bank = Tensor::randn([20000, 3], (Kind::Float, Device::Cpu));
+        let q = Tensor::randn([9000, 3], (Kind::Float, Device::Cpu));
+        let direct = Tensor::cdist(&q, &bank, 2.0, None::<i64>)
+            .min_dim(1, false)
+            .0
+            .mean(Kind::Double)
+            .double_value(&[]);
+        let blocked = mean_nn_distance(&q, &bank);
+        assert!(
+            (blocked - direct).abs() < 1e-6 * direct,
+            "{blocked} vs {direct}"
+        );
+    }
+
+    #[test]
+    fn choice_of_images() {
+        assert_eq!(choose(5, 8, 1), vec![0, 1, 2, 3, 4]);
+        let c = choose(100, 10, 7);
+        assert_eq!(c.len(), 10);
+        assert!(c.windows(2).all(|w| w[0] < w[1]) && c[9] < 100);
+        assert_eq!(c, choose(100, 10, 7));
+        assert_ne!(c, choose(100, 10, 8));
     }
 }
