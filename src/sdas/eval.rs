@@ -91,40 +91,30 @@ fn mean_nn_distance(q: &Tensor, bank: &Tensor) -> f64 {
     const Q: i64 = 8192;
     const B: i64 = 16384;
     let (nq, nb) = (q.size()[0], bank.size()[0]);
+    if nq == 0 || nb == 0 {
+        return f64::NAN;
+    }
     let mut sum = 0.0;
     for j in (0..nq).step_by(Q as usize) {
         let qj = q.narrow(0, j, Q.min(nq - j));
-        let mut best: Option<Tensor> = None;
-        for i in (0..nb).step_by(B as usize) {
-            let d = Tensor::cdist(&qj, &bank.narrow(0, i, B.min(nb - i)), 2.0, None::<i64>)
-                .min_dim(1, false)
-                .0;
-            best = Some(match best {
-                Some(b) => b.minimum(&d),
-                None => d,
-            });
-        }
-        match best {
-            Some(b) => sum += b.sum(Kind::Double).double_value(&[]),
-            None => return f64::NAN,
-        }
+        let nearest = (0..nb)
+            .step_by(B as usize)
+            .map(|i| {
+                Tensor::cdist(&qj, &bank.narrow(0, i, B.min(nb - i)), 2.0, None::<i64>)
+                    .min_dim(1, false)
+                    .0
+            })
+            .reduce(|a, b| a.minimum(&b));
+        sum += nearest.map_or(0.0, |d| d.sum(Kind::Double).double_value(&[]));
     }
-    if nq == 0 {
-        f64::NAN
-    } else {
-        sum / nq as f64
-    }
+    sum / nq as f64
 }
 
-/// Up to `max` of `0..n`, in ascending order: all of them when `n ≤ max`, otherwise a random
-/// choice that depends only on (`n`, `max`, `seed`).
+/// Up to `max` of `0..n`, in ascending order: all of them when `n ≤ max`, otherwise the first `max`
+/// of the seeded permutation training uses for its epochs.
 fn choose(n: usize, max: usize, seed: u64) -> Vec<usize> {
-    if n <= max {
-        return (0..n).collect();
-    }
-    use rand::SeedableRng;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut v = rand::seq::index::sample(&mut rng, n, max).into_vec();
+    let mut v = crate::sampling::permutation(n, seed);
+    v.truncate(max);
     v.sort_unstable();
     v
 }
@@ -155,6 +145,12 @@ fn load(
 }
 
 pub fn evaluate(o: &EvalOptions) -> anyhow::Result<EvalReport> {
+    if o.bank_images == 0 || o.real_images == 0 {
+        return Err(UserError::BadInput(
+            "the bank and the yardstick need at least one image each".into(),
+        )
+        .into());
+    }
     let (cfg, meta, net, _vs) = load_model(&o.model, o.device)?;
     let cat = Category::open(&o.data)?;
     let class = meta
@@ -170,12 +166,6 @@ pub fn evaluate(o: &EvalOptions) -> anyhow::Result<EvalReport> {
             ))
         })? as i64;
     let bb = Backbone::load(o.backbone, &o.weights, o.device)?;
-    if o.bank_images == 0 || o.real_images == 0 {
-        return Err(UserError::BadInput(
-            "the bank and the yardstick need at least one image each".into(),
-        )
-        .into());
-    }
     // Different streams for the two choices, so that neither depends on the other's size.
     let train = subset(&cat.train, o.bank_images, o.seed ^ 0xB0B);
     let train = load(&train, "training", &cat.root)?;
