@@ -5,8 +5,11 @@ use crate::error::UserError;
 use image::{GrayImage, RgbImage};
 use realnet_data::layout::{Category, LayoutKind};
 use realnet_synth::ForegroundRule;
+use std::path::Path;
+use std::sync::Arc;
 
-/// Where synthetic anomalies take their content from (`--source textures:DIR|sia:DIR|procedural`).
+/// Where synthetic anomalies take their content from
+/// (`--source textures:DIR|sia:DIR|self|procedural`).
 pub use realnet_synth::SourceSpec as SynthSource;
 
 /// Synthesis as training uses it.
@@ -16,7 +19,26 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn new(source: &SynthSource, cfg: &Config) -> anyhow::Result<Sampler> {
+    /// `own`: the images the `self` source draws from (the training images a run fits on, so that
+    /// its held-out validation images stay unseen); copied only for that source. `root` names
+    /// them in messages.
+    pub fn new<'a>(
+        source: &SynthSource,
+        cfg: &Config,
+        root: &Path,
+        own: impl Iterator<Item = (&'a Path, &'a RgbImage)>,
+    ) -> anyhow::Result<Sampler> {
+        let own = match source {
+            SynthSource::Own => Some(Arc::new(
+                realnet_synth::ImageSet::from_images(
+                    root,
+                    own.map(|(p, img)| (p.to_path_buf(), img.clone())).collect(),
+                    (256, 256),
+                )
+                .map_err(|e| UserError::BadInput(format!("anomaly source: {e}")))?,
+            )),
+            _ => None,
+        };
         let make = |redraw_empty: bool| {
             let c = realnet_synth::SynthConfig {
                 sources: vec![realnet_synth::WeightedSource {
@@ -27,7 +49,7 @@ impl Sampler {
                 redraw_empty,
                 ..Default::default()
             };
-            realnet_synth::Synthesizer::new(c)
+            realnet_synth::Synthesizer::with_own(c, own.clone())
                 .map_err(|e| UserError::BadInput(format!("anomaly source: {e}")))
         };
         Ok(Sampler {

@@ -91,7 +91,12 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         BackboneKind::parse(&cfg.model.backbone).map_err(|e| UserError::BadModel(e.to_string()))?;
     let backbone = Backbone::load(kind, &opts.weights, opts.device)?;
     let (mean, std) = kind.normalization();
-    let synth = sampling::Sampler::new(&opts.source, cfg)?;
+    let synth = sampling::Sampler::new(
+        &opts.source,
+        cfg,
+        &cat.root.join("train"),
+        fit.iter().map(|t| (t.path.as_path(), &t.rgb)),
+    )?;
     let ctx = Ctx {
         cfg,
         backbone,

@@ -206,3 +206,30 @@ fn train_resume_test_predict() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("mobilenet_v2"), "{err}");
 }
+
+/// `--source self` trains on anomalies cut from the category's own training images.
+#[test]
+fn train_with_the_self_source() {
+    if lite2_or_skip().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("fabric");
+    realnet::demo::write_dataset(&data, 128, 8, 2, 1).unwrap();
+    let weights = lite2();
+    let out = tmp.path().join("own");
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+    ];
+    // TINY without its `--source procedural`.
+    args.extend(&TINY[..TINY.len() - 2]);
+    args.extend(["--source", "self", "--set", "train.steps=2"]);
+    ok(&realnet(&args));
+    assert!(out.join("model.safetensors").exists());
+}

@@ -22,7 +22,8 @@ pub struct SynthArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Anomaly source: textures:DIR (texture images, DTD-style, 3 random augmentations),
-    /// sia:DIR (SIA/SDAS images of the category) or procedural (built-in). Repeat to mix
+    /// sia:DIR (SIA/SDAS images of the category), self (the category's own training images,
+    /// augmented as textures) or procedural (built-in). Repeat to mix
     /// sources with equal weights. Default: procedural.
     #[arg(long, value_parser = parse_source)]
     pub source: Vec<SourceSpec>,

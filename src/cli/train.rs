@@ -16,7 +16,8 @@ pub struct TrainArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub run: super::RunFlags,
-    /// Anomaly source: textures:DIR, sia:DIR or procedural (built in).
+    /// Anomaly source: textures:DIR, sia:DIR, self (the category's own training images, augmented)
+    /// or procedural (built in).
     #[arg(long, default_value = "procedural")]
     pub source: String,
     /// Backbone weights (safetensors). Default: $REALNET_CACHE/weights/<backbone>.safetensors.

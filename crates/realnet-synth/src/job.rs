@@ -2,7 +2,7 @@
 //! `count` synthetic anomalies of one category. Atomic writes, resumable, the same bytes for any
 //! thread count (every draw comes from (seed, index); the index is rewritten sorted at the end).
 use crate::foreground::{known_rule, ForegroundRule};
-use crate::sources::{Kind, SourceSpec};
+use crate::sources::{ImageSet, Kind, SourceSpec};
 use crate::synthesizer::{SynthConfig, Synthesizer, WeightedSource};
 use crate::{mask_fraction, SynthError};
 use image::{GrayImage, RgbImage};
@@ -248,19 +248,33 @@ pub fn run_job(job: &SynthJob, progress: &(dyn Fn() + Sync)) -> Result<SynthRepo
     } else {
         job.sources.clone()
     };
-    let synth = Synthesizer::new(SynthConfig {
-        sources: specs
-            .into_iter()
-            .map(|source| WeightedSource {
-                source,
-                weight: 1.0,
-            })
-            .collect(),
-        normal_prob: 0.0,
-        foreground: rule.clone(),
-        redraw_empty: true,
-        ..SynthConfig::default()
-    })?;
+    let own = if specs.contains(&SourceSpec::Own) {
+        let files: Vec<PathBuf> = train.iter().map(|s| s.path.clone()).collect();
+        let dir = job.data.join("train");
+        Some(std::sync::Arc::new(ImageSet::from_files(
+            &dir,
+            files,
+            (job.size, job.size),
+        )?))
+    } else {
+        None
+    };
+    let synth = Synthesizer::with_own(
+        SynthConfig {
+            sources: specs
+                .into_iter()
+                .map(|source| WeightedSource {
+                    source,
+                    weight: 1.0,
+                })
+                .collect(),
+            normal_prob: 0.0,
+            foreground: rule.clone(),
+            redraw_empty: true,
+            ..SynthConfig::default()
+        },
+        own,
+    )?;
 
     // Output folders, and a probe that they are writable (create_dir_all succeeds on read-only ones).
     for d in [job.out.join("images"), job.out.join("masks")] {

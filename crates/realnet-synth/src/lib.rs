@@ -14,7 +14,7 @@ pub use blend::{blend, mask_fraction};
 pub use foreground::{foreground_mask, known_rule, rule_for, ForegroundRule};
 pub use perlin::{perlin_mask, PerlinParams};
 pub use rng::sample_rng;
-pub use sources::{Kind, Source, SourceSpec};
+pub use sources::{ImageSet, Kind, Source, SourceSpec};
 pub use synthesizer::{SynthConfig, SynthSample, Synthesizer, WeightedSource};
 
 /// What can go wrong; every message names the file or folder and what to do.

@@ -1,6 +1,7 @@
 //! Anomaly sources (spec §3.3) behind one type: SIA images of the category (`sia:DIR`), texture
-//! images with three random augmentations (`textures:DIR`, DRAEM-style), or built-in procedural
-//! textures (`procedural`) for users with neither. Image folders are decoded once and cached.
+//! images with three random augmentations (`textures:DIR`, DRAEM-style), the category's own normal
+//! training images with the same augmentations (`self`), or built-in procedural textures
+//! (`procedural`) for users with none of these. Image folders are decoded once and cached.
 use crate::augment;
 use crate::perlin::perlin_noise;
 use crate::SynthError;
@@ -13,12 +14,16 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// What a source is, as written in configs and on the command line:
-/// `sia:DIR`, `textures:DIR` or `procedural`.
+/// `sia:DIR`, `textures:DIR`, `self` or `procedural`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum SourceSpec {
     Sia(PathBuf),
     Textures(PathBuf),
+    /// The category's own normal training images (augmented as textures): the anomaly is another
+    /// part's surface in the wrong place — a brightness, streak or structure change of the
+    /// product's own kind rather than a foreign texture.
+    Own,
     Procedural,
 }
 
@@ -28,6 +33,9 @@ impl FromStr for SourceSpec {
         let t = s.trim();
         if t.eq_ignore_ascii_case("procedural") {
             return Ok(SourceSpec::Procedural);
+        }
+        if t.eq_ignore_ascii_case("self") {
+            return Ok(SourceSpec::Own);
         }
         match t.split_once(':') {
             Some((k, d))
@@ -44,7 +52,8 @@ impl FromStr for SourceSpec {
             }
             _ => Err(format!(
                 "anomaly source '{s}': expected 'sia:DIR' (SIA/SDAS images of the category), \
-                 'textures:DIR' (texture images, e.g. DTD) or 'procedural'"
+                 'textures:DIR' (texture images, e.g. DTD), 'self' (the category's own training \
+                 images) or 'procedural'"
             )),
         }
     }
@@ -55,6 +64,7 @@ impl fmt::Display for SourceSpec {
         match self {
             SourceSpec::Sia(d) => write!(f, "sia:{}", d.display()),
             SourceSpec::Textures(d) => write!(f, "textures:{}", d.display()),
+            SourceSpec::Own => write!(f, "self"),
             SourceSpec::Procedural => write!(f, "procedural"),
         }
     }
@@ -80,6 +90,8 @@ pub enum Kind {
     Normal,
     Sia,
     Texture,
+    /// A part of another normal training image of the category (`self`).
+    Own,
     Procedural,
 }
 
@@ -219,7 +231,25 @@ impl ImageSet {
                 dir.display()
             )));
         }
-        let files = list_images(dir)?;
+        Self::with_files(dir, list_images(dir)?, size, eager)
+    }
+
+    /// The given image files, all decoded now; `dir` names the set in messages. Fails when none
+    /// is readable; unreadable files are skipped with a warning.
+    pub fn from_files(
+        dir: &Path,
+        files: Vec<PathBuf>,
+        size: (u32, u32),
+    ) -> Result<ImageSet, SynthError> {
+        Self::with_files(dir, files, size, true)
+    }
+
+    fn with_files(
+        dir: &Path,
+        files: Vec<PathBuf>,
+        size: (u32, u32),
+        eager: bool,
+    ) -> Result<ImageSet, SynthError> {
         let cache = (0..files.len()).map(|_| OnceLock::new()).collect();
         let set = ImageSet {
             dir: dir.to_path_buf(),
@@ -248,6 +278,39 @@ impl ImageSet {
         Ok(set)
     }
 
+    /// A set of images already decoded (e.g. a category's training images), resized to `size`
+    /// where needed; `dir` only names the set in messages. Fails when `images` is empty.
+    pub fn from_images(
+        dir: &Path,
+        images: Vec<(PathBuf, RgbImage)>,
+        size: (u32, u32),
+    ) -> Result<ImageSet, SynthError> {
+        if images.is_empty() {
+            return Err(SynthError::Input(format!(
+                "{}: no images to draw anomalies from",
+                dir.display()
+            )));
+        }
+        let (files, cache) = images
+            .into_iter()
+            .map(|(path, img)| {
+                let img = if img.dimensions() == size {
+                    img
+                } else {
+                    resize_bilinear_cv2(&img, size.0, size.1)
+                };
+                (path, OnceLock::from(Some(Arc::new(img))))
+            })
+            .unzip();
+        Ok(ImageSet {
+            dir: dir.to_path_buf(),
+            files,
+            size,
+            cache,
+            skipped: Mutex::default(),
+        })
+    }
+
     fn load(&self, i: usize) -> Option<Arc<RgbImage>> {
         match decode_rgb(&self.files[i]) {
             Ok(img) => Some(Arc::new(resize_bilinear_cv2(
@@ -273,6 +336,9 @@ impl ImageSet {
 
     /// Image `i` at the set's size, `None` when unreadable (warned once).
     pub fn get(&self, i: usize) -> Option<Arc<RgbImage>> {
+        if let Some(hit) = self.cache[i].get() {
+            return hit.clone();
+        }
         if i >= MAX_CACHED {
             return self.load(i);
         }
@@ -297,6 +363,7 @@ impl ImageSet {
 pub enum Source {
     Sia(Arc<ImageSet>),
     Textures(Arc<ImageSet>),
+    Own(Arc<ImageSet>),
     Procedural,
 }
 
@@ -309,11 +376,27 @@ pub struct Drawn {
 }
 
 impl Source {
-    /// Opens (lists, and for textures decodes) a source for `size`-sized base images.
-    pub fn open(spec: &SourceSpec, size: (u32, u32)) -> Result<Source, SynthError> {
+    /// Opens (lists, and for textures decodes) a source for `size`-sized base images. `own` is
+    /// the category's training images, which only the `self` source reads.
+    pub fn open(
+        spec: &SourceSpec,
+        size: (u32, u32),
+        own: Option<&Arc<ImageSet>>,
+    ) -> Result<Source, SynthError> {
         Ok(match spec {
             SourceSpec::Sia(d) => Source::Sia(Arc::new(ImageSet::open(d, size, false)?)),
             SourceSpec::Textures(d) => Source::Textures(Arc::new(ImageSet::open(d, size, true)?)),
+            SourceSpec::Own => {
+                match own {
+                    Some(set) => Source::Own(set.clone()),
+                    None => return Err(SynthError::Config(
+                        "the 'self' anomaly source draws from the category's own training images, \
+                         which this command does not provide; use it with `realnet train` or \
+                         `realnet synth`"
+                            .into(),
+                    )),
+                }
+            }
             SourceSpec::Procedural => Source::Procedural,
         })
     }
@@ -321,7 +404,7 @@ impl Source {
     /// The source images found unreadable so far, each with why.
     pub fn skipped(&self) -> Vec<String> {
         match self {
-            Source::Sia(set) | Source::Textures(set) => set.skipped(),
+            Source::Sia(set) | Source::Textures(set) | Source::Own(set) => set.skipped(),
             Source::Procedural => Vec::new(),
         }
     }
@@ -330,15 +413,16 @@ impl Source {
         match self {
             Source::Sia(_) => Kind::Sia,
             Source::Textures(_) => Kind::Texture,
+            Source::Own(_) => Kind::Own,
             Source::Procedural => Kind::Procedural,
         }
     }
 
-    /// Official β ranges: SIA U(0.5, 1), DTD textures U(0.2, 1); procedural as textures.
+    /// Official β ranges: SIA U(0.5, 1), DTD textures U(0.2, 1); `self` and procedural as textures.
     pub fn default_beta(&self) -> (f64, f64) {
         match self {
             Source::Sia(_) => (0.5, 1.0),
-            Source::Textures(_) | Source::Procedural => (0.2, 1.0),
+            Source::Textures(_) | Source::Own(_) | Source::Procedural => (0.2, 1.0),
         }
     }
 
@@ -352,10 +436,10 @@ impl Source {
             }
         };
         match self {
-            Source::Sia(set) | Source::Textures(set) => match set.draw(rng) {
+            Source::Sia(set) | Source::Textures(set) | Source::Own(set) => match set.draw(rng) {
                 Some((img, file)) => {
                     let mut image = fit(img);
-                    let ops = if matches!(self, Source::Textures(_)) {
+                    let ops = if matches!(self, Source::Textures(_) | Source::Own(_)) {
                         // Copies the image first when the cache still shares it.
                         augment::rand_augment(rng, Arc::make_mut(&mut image)).to_vec()
                     } else {
@@ -504,14 +588,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("notes.txt"), "x").unwrap();
         std::fs::write(d.path().join("broken.png"), "not a png").unwrap();
-        let e = Source::open(&SourceSpec::Textures(d.path().into()), (32, 32))
+        let e = Source::open(&SourceSpec::Textures(d.path().into()), (32, 32), None)
             .unwrap_err()
             .to_string();
         assert!(
             e.contains(&d.path().display().to_string()) && e.contains("no readable image"),
             "{e}"
         );
-        let e = Source::open(&SourceSpec::Sia(d.path().join("missing")), (32, 32))
+        let e = Source::open(&SourceSpec::Sia(d.path().join("missing")), (32, 32), None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a folder"), "{e}");
@@ -525,7 +609,7 @@ mod tests {
         RgbImage::from_pixel(10, 10, image::Rgb([1, 2, 3]))
             .save(d.path().join("class/b.png"))
             .unwrap();
-        let src = Source::open(&SourceSpec::Sia(d.path().into()), (16, 16)).unwrap();
+        let src = Source::open(&SourceSpec::Sia(d.path().into()), (16, 16), None).unwrap();
         for i in 0..10 {
             let got = src.draw(&mut sample_rng(0, i), 16, 16);
             assert_eq!(

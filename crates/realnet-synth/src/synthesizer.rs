@@ -5,12 +5,13 @@ use crate::blend::blend;
 use crate::foreground::{foreground_mask, ForegroundRule};
 use crate::perlin::{perlin_mask, PerlinParams};
 use crate::rng::sample_rng;
-use crate::sources::{Kind, Source, SourceSpec};
+use crate::sources::{ImageSet, Kind, Source, SourceSpec};
 use crate::SynthError;
 use image::{GrayImage, RgbImage};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// One source with its weight among the anomalous samples.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -105,6 +106,14 @@ impl Synthesizer {
 
     /// Validates the config and opens every source (texture folders are decoded now).
     pub fn new(config: SynthConfig) -> Result<Synthesizer, SynthError> {
+        Self::with_own(config, None)
+    }
+
+    /// As [`Synthesizer::new`], with the category's training images for the `self` source.
+    pub fn with_own(
+        config: SynthConfig,
+        own: Option<Arc<ImageSet>>,
+    ) -> Result<Synthesizer, SynthError> {
         if config.sources.is_empty() {
             return Err(SynthError::Config("no anomaly source configured".into()));
         }
@@ -123,7 +132,7 @@ impl Synthesizer {
                     ws.source, ws.weight
                 )));
             }
-            let s = Source::open(&ws.source, (256, 256))?;
+            let s = Source::open(&ws.source, (256, 256), own.as_ref())?;
             let beta = match s.kind() {
                 Kind::Sia => config.sia_beta,
                 _ => config.texture_beta,
@@ -328,6 +337,48 @@ mod tests {
             }
             assert!((0.2..1.0).contains(&x.beta));
         }
+    }
+
+    #[test]
+    fn self_source_blends_the_given_images_and_needs_them() {
+        let own: Vec<(PathBuf, RgbImage)> = (0..3u8)
+            .map(|k| {
+                let img = RgbImage::from_pixel(40, 40, image::Rgb([60 * k, 200, 30]));
+                (PathBuf::from(format!("train/{k}.png")), img)
+            })
+            .collect();
+        let set = ImageSet::from_images(std::path::Path::new("train"), own, (256, 256)).unwrap();
+        assert_eq!(set.get(1).unwrap().dimensions(), (256, 256));
+        let cfg = SynthConfig {
+            sources: vec![WeightedSource {
+                source: SourceSpec::Own,
+                weight: 1.0,
+            }],
+            redraw_empty: true,
+            ..SynthConfig::default()
+        };
+        let s = Synthesizer::with_own(cfg.clone(), Some(Arc::new(set))).unwrap();
+        let b = base();
+        let fg = s.foreground(&b);
+        for i in 0..10 {
+            let x = s.anomalous(&b, &fg, 3, i);
+            assert_eq!(x.kind, Kind::Own);
+            let f = x.source_file.as_ref().unwrap();
+            assert!(f.starts_with("train"), "{}", f.display());
+            assert_eq!(x.ops.len(), 3, "augmented as textures");
+            assert!(x.mask.contains(&255));
+            for (q, (o, bb)) in x.image.pixels().zip(b.pixels()).enumerate() {
+                if x.mask.as_raw()[q] == 0 {
+                    assert_eq!(o, bb);
+                }
+            }
+        }
+        let e = Synthesizer::new(cfg).unwrap_err().to_string();
+        assert!(e.contains("'self'") && e.contains("realnet train"), "{e}");
+        let e = ImageSet::from_images(std::path::Path::new("t"), vec![], (8, 8)).unwrap_err();
+        assert!(e.to_string().contains("no images"), "{e}");
+        assert_eq!("self".parse::<SourceSpec>().unwrap(), SourceSpec::Own);
+        assert_eq!(SourceSpec::Own.to_string(), "self");
     }
 
     #[test]

@@ -191,6 +191,36 @@ fn preview_and_errors() {
     assert_eq!(r.foreground, ForegroundRule::All);
 }
 
+#[test]
+fn self_source_draws_from_the_category_training_images() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("own");
+    let r = run_with_threads(
+        &SynthJob {
+            sources: vec![SourceSpec::Own],
+            ..job(&out, 4)
+        },
+        2,
+    );
+    assert_eq!(r.written, 4);
+    let train = Path::new(BOTTLE).join("train").join("good");
+    for line in read_index(&out, 4).values() {
+        assert_eq!(line.kind, realnet_synth::Kind::Own);
+        let src = line.source_file.as_ref().expect("a source file");
+        assert!(src.starts_with(&train), "{}", src.display());
+        // Outside the mask the sample is its base image, byte for byte.
+        let img = image::open(out.join(&line.image)).unwrap().to_rgb8();
+        let mask = image::open(out.join(&line.mask)).unwrap().to_luma8();
+        let base = realnet_data::load_rgb(&line.base, Some((256, 256))).unwrap();
+        assert!(mask.iter().any(|&m| m != 0));
+        for (q, (o, b)) in img.pixels().zip(base.pixels()).enumerate() {
+            if mask.as_raw()[q] == 0 {
+                assert_eq!(o, b, "pixel {q} of {} changed outside the mask", line.image);
+            }
+        }
+    }
+}
+
 /// OpenCV 5.0 thresholds and skimage-0.19 morphology, from scripts/fixtures/synth_foreground.py.
 #[test]
 fn foreground_matches_opencv_and_skimage() {
