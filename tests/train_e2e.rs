@@ -7,7 +7,7 @@ use common::*;
 use std::path::Path;
 use std::process::Output;
 
-const TINY: [&str; 14] = [
+const TINY: [&str; 12] = [
     "--set",
     "model.image_size=128",
     "--set",
@@ -20,8 +20,6 @@ const TINY: [&str; 14] = [
     "train.checkpoint_every=2",
     "--set",
     "train.val_anomalies_per_image=1",
-    "--source",
-    "procedural",
 ];
 
 fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
@@ -35,6 +33,9 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
     ];
     args.extend(["--weights", weights.to_str().unwrap()]);
     args.extend(TINY);
+    if !extra.contains(&"--source") {
+        args.extend(["--source", "procedural"]);
+    }
     args.extend(extra);
     realnet(&args)
 }
@@ -216,20 +217,11 @@ fn train_with_the_self_source() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("fabric");
     realnet::demo::write_dataset(&data, 128, 8, 2, 1).unwrap();
-    let weights = lite2();
     let out = tmp.path().join("own");
-    let mut args = vec![
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--weights",
-        weights.to_str().unwrap(),
-    ];
-    // TINY without its `--source procedural`.
-    args.extend(&TINY[..TINY.len() - 2]);
-    args.extend(["--source", "self", "--set", "train.steps=2"]);
-    ok(&realnet(&args));
+    ok(&train(
+        &data,
+        &out,
+        &["--source", "self", "--set", "train.steps=2"],
+    ));
     assert!(out.join("model.safetensors").exists());
 }
