@@ -168,8 +168,8 @@ impl Config {
         c.train.warmup_steps = 50;
         // 1024 synthetic samples for AFS, the official count (64 × 16): with 16 batches of 8 the kept
         // stride-32 channels changed with the seed (6–13 of 32 shared) and so did the maps (bottle pixel
-        // AUROC 0.974–0.984 over seeds); with 128 batches 23 of 32 are shared and three seeds give
-        // 0.9835–0.9845 (docs/results.md). Costs ≈ 50 s.
+        // AUROC 0.974–0.984 over four seeds); with 128 batches 23 of 32 are shared and the same seeds
+        // give 0.982–0.9845 (docs/results.md). Costs ≈ 50 s.
         c.train.afs_batches = 128;
         c.train.checkpoint_every = 250;
         c
