@@ -251,10 +251,12 @@ pub fn run_job(job: &SynthJob, progress: &(dyn Fn() + Sync)) -> Result<SynthRepo
     let own = if specs.contains(&SourceSpec::Own) {
         let files: Vec<PathBuf> = train.iter().map(|s| s.path.clone()).collect();
         let dir = job.data.join("train");
+        // Decoded when drawn (as SIA sets): the bases already decode up to `count` of them.
         Some(std::sync::Arc::new(ImageSet::from_files(
             &dir,
             files,
             (job.size, job.size),
+            false,
         )?))
     } else {
         None

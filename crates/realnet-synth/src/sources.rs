@@ -231,20 +231,13 @@ impl ImageSet {
                 dir.display()
             )));
         }
-        Self::with_files(dir, list_images(dir)?, size, eager)
+        Self::from_files(dir, list_images(dir)?, size, eager)
     }
 
-    /// The given image files, all decoded now; `dir` names the set in messages. Fails when none
-    /// is readable; unreadable files are skipped with a warning.
+    /// The given image files (`open` after listing; `dir` names the set in messages); with `eager`
+    /// every file is decoded now. Fails when no file is readable; unreadable ones are skipped with
+    /// a warning.
     pub fn from_files(
-        dir: &Path,
-        files: Vec<PathBuf>,
-        size: (u32, u32),
-    ) -> Result<ImageSet, SynthError> {
-        Self::with_files(dir, files, size, true)
-    }
-
-    fn with_files(
         dir: &Path,
         files: Vec<PathBuf>,
         size: (u32, u32),
@@ -386,17 +379,14 @@ impl Source {
         Ok(match spec {
             SourceSpec::Sia(d) => Source::Sia(Arc::new(ImageSet::open(d, size, false)?)),
             SourceSpec::Textures(d) => Source::Textures(Arc::new(ImageSet::open(d, size, true)?)),
-            SourceSpec::Own => {
-                match own {
-                    Some(set) => Source::Own(set.clone()),
-                    None => return Err(SynthError::Config(
-                        "the 'self' anomaly source draws from the category's own training images, \
-                         which this command does not provide; use it with `realnet train` or \
-                         `realnet synth`"
-                            .into(),
-                    )),
-                }
-            }
+            SourceSpec::Own => Source::Own(own.cloned().ok_or_else(|| {
+                SynthError::Config(
+                    "the 'self' anomaly source draws from the category's own training images, \
+                     which this command does not provide; use it with `realnet train` or \
+                     `realnet synth`"
+                        .into(),
+                )
+            })?),
             SourceSpec::Procedural => Source::Procedural,
         })
     }
