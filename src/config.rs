@@ -66,6 +66,10 @@ pub struct TrainConfig {
     pub normal_prob: f64,
     /// Redraw empty Perlin × foreground masks (official: no).
     pub redraw_empty: bool,
+    /// Share of the synthetic anomalies drawn as thin scratch/crack strokes instead of a Perlin
+    /// region (beyond the paper; official 0).
+    #[serde(default)]
+    pub stroke_prob: f64,
     /// AFS: batches of synthetic anomalies scored before training (official `init_bsn` 64).
     pub afs_batches: usize,
     /// Fraction of the normal training images held out for the threshold and score normalisation.
@@ -130,6 +134,7 @@ impl Config {
                 seed: 100,
                 normal_prob: 0.5,
                 redraw_empty: false,
+                stroke_prob: 0.0,
                 afs_batches: 64,
                 val_fraction: 0.1,
                 val_anomalies_per_image: 4,
@@ -273,6 +278,12 @@ impl Config {
             return bad(format!(
                 "train.normal_prob = {} must be in [0, 1)",
                 t.normal_prob
+            ));
+        }
+        if !(0.0..=1.0).contains(&t.stroke_prob) {
+            return bad(format!(
+                "train.stroke_prob = {} must be in [0, 1]",
+                t.stroke_prob
             ));
         }
         if !(0.0..0.9).contains(&t.val_fraction) {

@@ -47,6 +47,10 @@ impl Sampler {
                 }],
                 normal_prob: cfg.train.normal_prob,
                 redraw_empty,
+                strokes: realnet_synth::StrokeParams {
+                    prob: cfg.train.stroke_prob,
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             realnet_synth::Synthesizer::with_own(c, own.clone())

@@ -34,6 +34,10 @@ pub struct SynthArgs {
     /// METHOD:CHANNEL:POLARITY[:closeK|:openK]..., e.g. otsu:gray:dark:close6:open6.
     #[arg(long, value_parser = parse_rule)]
     pub foreground: Option<ForegroundRule>,
+    /// Share of the anomalies drawn as thin scratch/crack strokes instead of Perlin regions
+    /// (0–1; beyond the paper, whose masks are blobs).
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub strokes: f64,
 }
 
 fn parse_source(s: &str) -> Result<SourceSpec, String> {
@@ -50,6 +54,7 @@ pub fn run(args: SynthArgs, _g: &super::Global) -> anyhow::Result<i32> {
         sources: args.source,
         foreground: args.foreground,
         preview: args.preview,
+        stroke_prob: args.strokes,
         ..SynthJob::new(args.data, args.out, args.count)
     };
     let bar = progress_bar(job.count as u64);

@@ -29,6 +29,8 @@ pub struct SynthJob {
     pub preview: Option<PathBuf>,
     /// Side of the square base images (official 256).
     pub size: u32,
+    /// Share of scratch/crack strokes among the masks (0 = Perlin only, official).
+    pub stroke_prob: f64,
 }
 
 impl SynthJob {
@@ -42,6 +44,7 @@ impl SynthJob {
             foreground: None,
             preview: None,
             size: 256,
+            stroke_prob: 0.0,
         }
     }
 }
@@ -273,6 +276,10 @@ pub fn run_job(job: &SynthJob, progress: &(dyn Fn() + Sync)) -> Result<SynthRepo
             normal_prob: 0.0,
             foreground: rule.clone(),
             redraw_empty: true,
+            strokes: crate::StrokeParams {
+                prob: job.stroke_prob,
+                ..Default::default()
+            },
             ..SynthConfig::default()
         },
         own,

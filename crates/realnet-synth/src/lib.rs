@@ -8,6 +8,7 @@ pub mod job;
 pub mod perlin;
 pub mod rng;
 pub mod sources;
+pub mod strokes;
 pub mod synthesizer;
 
 pub use blend::{blend, mask_fraction};
@@ -15,6 +16,7 @@ pub use foreground::{foreground_mask, known_rule, rule_for, ForegroundRule};
 pub use perlin::{perlin_mask, PerlinParams};
 pub use rng::sample_rng;
 pub use sources::{ImageSet, Kind, Source, SourceSpec};
+pub use strokes::{stroke_mask, StrokeParams};
 pub use synthesizer::{SynthConfig, SynthSample, Synthesizer, WeightedSource};
 
 /// What can go wrong; every message names the file or folder and what to do.

@@ -6,6 +6,7 @@ use crate::foreground::{foreground_mask, ForegroundRule};
 use crate::perlin::{perlin_mask, PerlinParams};
 use crate::rng::sample_rng;
 use crate::sources::{ImageSet, Kind, Source, SourceSpec};
+use crate::strokes::{stroke_mask, StrokeParams};
 use crate::SynthError;
 use image::{GrayImage, RgbImage};
 use rand::Rng;
@@ -37,6 +38,8 @@ pub struct SynthConfig {
     /// keeps `false`, the official behaviour (an empty mask yields an effectively normal sample).
     pub redraw_empty: bool,
     pub perlin: PerlinParams,
+    /// Scratch/crack-like masks in place of the Perlin region for a share of the anomalies.
+    pub strokes: StrokeParams,
     /// β range per source kind; `None` = official (SIA 0.5–1, textures/procedural 0.2–1).
     pub sia_beta: Option<(f64, f64)>,
     pub texture_beta: Option<(f64, f64)>,
@@ -53,6 +56,7 @@ impl Default for SynthConfig {
             foreground: ForegroundRule::All,
             redraw_empty: false,
             perlin: PerlinParams::default(),
+            strokes: StrokeParams::default(),
             sia_beta: None,
             texture_beta: None,
         }
@@ -71,7 +75,7 @@ pub struct SynthSample {
     pub source_file: Option<PathBuf>,
     /// Texture augmentations applied to the source, in order.
     pub ops: Vec<Op>,
-    /// Perlin masks drawn (more than 1 only with `redraw_empty`).
+    /// Masks drawn (more than 1 only with `redraw_empty`).
     pub attempts: u32,
     /// The foreground left no room for a mask after many redraws, so it was ignored.
     pub foreground_ignored: bool,
@@ -124,6 +128,7 @@ impl Synthesizer {
             )));
         }
         config.perlin.validate().map_err(SynthError::Config)?;
+        config.strokes.validate().map_err(SynthError::Config)?;
         let mut sources = Vec::new();
         for ws in &config.sources {
             if !(ws.weight.is_finite() && ws.weight > 0.0) {
@@ -220,7 +225,14 @@ impl Synthesizer {
         let mut foreground_ignored = !fg_ok;
         let mask = loop {
             attempts += 1;
-            let mut m = perlin_mask(rng, w, h, &self.config.perlin);
+            // No draw at all when strokes are off, so the official stream is unchanged.
+            let strokes =
+                self.config.strokes.prob > 0.0 && rng.gen::<f64>() < self.config.strokes.prob;
+            let mut m = if strokes {
+                stroke_mask(rng, w, h, &self.config.strokes)
+            } else {
+                perlin_mask(rng, w, h, &self.config.perlin)
+            };
             // OR of all mask bytes (no early exit, so the loops vectorise).
             let any = if foreground_ignored {
                 m.iter().fold(0u8, |a, &v| a | v)
@@ -337,6 +349,50 @@ mod tests {
             }
             assert!((0.2..1.0).contains(&x.beta));
         }
+    }
+
+    #[test]
+    fn strokes_replace_the_perlin_region_in_their_share() {
+        let b = RgbImage::from_fn(256, 256, |x, y| image::Rgb([x as u8, y as u8, 90]));
+        let with = |prob: f64| {
+            let cfg = SynthConfig {
+                strokes: StrokeParams {
+                    prob,
+                    ..StrokeParams::default()
+                },
+                redraw_empty: true,
+                ..SynthConfig::default()
+            };
+            Synthesizer::new(cfg).unwrap()
+        };
+        let (all, half) = (with(1.0), with(0.5));
+        let fg = all.foreground(&b);
+        let mut thin = 0;
+        for i in 0..60 {
+            let x = all.anomalous(&b, &fg, 5, i);
+            // Strokes only: never more than 3 lines of ≤ 5 px × ≤ 128 px (+ caps).
+            assert!(crate::mask_fraction(&x.mask) < 0.04, "sample {i}");
+            for (q, (o, bb)) in x.image.pixels().zip(b.pixels()).enumerate() {
+                if x.mask.as_raw()[q] == 0 {
+                    assert_eq!(o, bb, "sample {i} changed outside its stroke");
+                }
+            }
+            let y = half.anomalous(&b, &fg, 5, i);
+            thin += usize::from(crate::mask_fraction(&y.mask) < 0.04);
+        }
+        // About half strokes, the rest Perlin regions (mostly larger than 4 % of the image).
+        assert!((15..=50).contains(&thin), "{thin} of 60 thin at prob 0.5");
+        let bad = SynthConfig {
+            strokes: StrokeParams {
+                prob: -0.1,
+                ..StrokeParams::default()
+            },
+            ..SynthConfig::default()
+        };
+        assert!(Synthesizer::new(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("strokes.prob"));
     }
 
     #[test]
