@@ -519,6 +519,17 @@ mod tests {
         assert!(e.to_string().contains("train.lr"), "{e}");
         let e = Config::resolve("lite", None, &["train.steps=abc".into()]).unwrap_err();
         assert!(e.to_string().contains("steps"), "{e}");
+        let c = Config::resolve("lite", None, &["train.stroke_prob=0.5".into()]).unwrap();
+        assert_eq!(c.train.stroke_prob, 0.5);
+        let e = Config::resolve("lite", None, &["train.stroke_prob=2".into()]).unwrap_err();
+        assert!(e.to_string().contains("train.stroke_prob"), "{e}");
+        // Configs saved before the key existed still load (no strokes, as they trained).
+        let old = c.to_toml().replace("stroke_prob = 0.5\n", "");
+        assert!(!old.contains("stroke_prob"));
+        assert_eq!(
+            toml::from_str::<Config>(&old).unwrap().train.stroke_prob,
+            0.0
+        );
     }
 
     #[test]

@@ -20,19 +20,20 @@ pub struct Sampler {
 
 impl Sampler {
     /// `own`: the images the `self` source draws from (the training images a run fits on, so that
-    /// its held-out validation images stay unseen); copied only for that source. `root` names
-    /// them in messages.
+    /// its held-out validation images stay unseen); shared with the caller, used only by that
+    /// source. `root` names them in messages.
     pub fn new<'a>(
         source: &SynthSource,
         cfg: &Config,
         root: &Path,
-        own: impl Iterator<Item = (&'a Path, &'a RgbImage)>,
+        own: impl Iterator<Item = (&'a Path, &'a Arc<RgbImage>)>,
     ) -> anyhow::Result<Sampler> {
         let own = match source {
             SynthSource::Own => Some(Arc::new(
                 realnet_synth::ImageSet::from_images(
                     root,
-                    own.map(|(p, img)| (p.to_path_buf(), img.clone())).collect(),
+                    own.map(|(p, img)| (p.to_path_buf(), Arc::clone(img)))
+                        .collect(),
                     (256, 256),
                 )
                 .map_err(|e| UserError::BadInput(format!("anomaly source: {e}")))?,

@@ -17,6 +17,7 @@ use realnet_data::layout::Category;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -54,7 +55,8 @@ struct CheckpointState {
 /// A normal training image and its foreground mask, at network size.
 pub struct TrainImage {
     pub path: PathBuf,
-    pub rgb: RgbImage,
+    /// Shared with the `self` anomaly source, which draws from the same images.
+    pub rgb: Arc<RgbImage>,
     pub fg: GrayImage,
 }
 
@@ -321,7 +323,11 @@ fn load_train_images(
         .into_par_iter()
         .map(|(path, rgb)| {
             let fg = realnet_synth::foreground_mask(&rule, &rgb);
-            TrainImage { path, rgb, fg }
+            TrainImage {
+                path,
+                rgb: Arc::new(rgb),
+                fg,
+            }
         })
         .collect();
     Ok((images, skipped))
@@ -427,7 +433,7 @@ fn train_step(
             cache.iter().map(|c| c.index_select(0, &idx)).collect()
         }
         None => {
-            let src: Vec<&RgbImage> = hb.sources.iter().map(|&i| &fit[i as usize].rgb).collect();
+            let src: Vec<&RgbImage> = hb.sources.iter().map(|&i| &*fit[i as usize].rgb).collect();
             tch::no_grad(|| net.select(&backbone_features(ctx, &src)))
         }
     };
@@ -463,7 +469,7 @@ fn run_afs(ctx: &Ctx, fit: &[TrainImage]) -> anyhow::Result<Vec<Vec<i64>>> {
             })
             .collect();
         let anom: Vec<&RgbImage> = items.iter().map(|i| &i.0).collect();
-        let clean: Vec<&RgbImage> = items.iter().map(|i| &fit[i.2].rgb).collect();
+        let clean: Vec<&RgbImage> = items.iter().map(|i| &*fit[i.2].rgb).collect();
         let masks: Vec<&GrayImage> = items.iter().map(|i| &i.1).collect();
         tch::no_grad(|| {
             let fa = backbone_features(ctx, &anom);
@@ -496,7 +502,7 @@ fn run_afs(ctx: &Ctx, fit: &[TrainImage]) -> anyhow::Result<Vec<Vec<i64>>> {
 fn clean_feature_cache(ctx: &Ctx, net: &RealNet, fit: &[TrainImage]) -> Vec<Tensor> {
     let mut parts: Vec<Vec<Tensor>> = (0..4).map(|_| Vec::new()).collect();
     for chunk in fit.chunks(16) {
-        let imgs: Vec<&RgbImage> = chunk.iter().map(|t| &t.rgb).collect();
+        let imgs: Vec<&RgbImage> = chunk.iter().map(|t| &*t.rgb).collect();
         let sel = tch::no_grad(|| net.select(&backbone_features(ctx, &imgs)));
         for (k, s) in sel.into_iter().enumerate() {
             parts[k].push(s);
@@ -513,7 +519,7 @@ fn validate(ctx: &Ctx, net: &RealNet, val: &[TrainImage]) -> anyhow::Result<Thre
     let seed = cfg.train.seed ^ SALT_VAL_SYNTH;
     let synth = &ctx.synth;
     let mut items: Vec<(RgbImage, Option<GrayImage>)> =
-        val.iter().map(|v| (v.rgb.clone(), None)).collect();
+        val.iter().map(|v| ((*v.rgb).clone(), None)).collect();
     let synth: Vec<(RgbImage, Option<GrayImage>)> = (0..val.len() * per)
         .into_par_iter()
         .map(|q| {

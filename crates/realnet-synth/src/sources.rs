@@ -271,11 +271,12 @@ impl ImageSet {
         Ok(set)
     }
 
-    /// A set of images already decoded (e.g. a category's training images), resized to `size`
-    /// where needed; `dir` only names the set in messages. Fails when `images` is empty.
+    /// A set of images already decoded (e.g. a category's training images): shared, not copied,
+    /// when already at `size`, else resized; `dir` only names the set in messages. Fails when
+    /// `images` is empty.
     pub fn from_images(
         dir: &Path,
-        images: Vec<(PathBuf, RgbImage)>,
+        images: Vec<(PathBuf, Arc<RgbImage>)>,
         size: (u32, u32),
     ) -> Result<ImageSet, SynthError> {
         if images.is_empty() {
@@ -290,9 +291,9 @@ impl ImageSet {
                 let img = if img.dimensions() == size {
                     img
                 } else {
-                    resize_bilinear_cv2(&img, size.0, size.1)
+                    Arc::new(resize_bilinear_cv2(&img, size.0, size.1))
                 };
-                (path, OnceLock::from(Some(Arc::new(img))))
+                (path, OnceLock::from(Some(img)))
             })
             .unzip();
         Ok(ImageSet {

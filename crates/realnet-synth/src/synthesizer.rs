@@ -397,14 +397,18 @@ mod tests {
 
     #[test]
     fn self_source_blends_the_given_images_and_needs_them() {
-        let own: Vec<(PathBuf, RgbImage)> = (0..3u8)
+        let own: Vec<(PathBuf, Arc<RgbImage>)> = (0..3u8)
             .map(|k| {
-                let img = RgbImage::from_pixel(40, 40, image::Rgb([60 * k, 200, 30]));
-                (PathBuf::from(format!("train/{k}.png")), img)
+                let size = if k == 0 { 256 } else { 40 };
+                let img = RgbImage::from_pixel(size, size, image::Rgb([60 * k, 200, 30]));
+                (PathBuf::from(format!("train/{k}.png")), Arc::new(img))
             })
             .collect();
+        let first = own[0].1.clone();
         let set = ImageSet::from_images(std::path::Path::new("train"), own, (256, 256)).unwrap();
         assert_eq!(set.get(1).unwrap().dimensions(), (256, 256));
+        // An image already at the set's size is shared, not copied.
+        assert!(Arc::ptr_eq(&set.get(0).unwrap(), &first));
         let cfg = SynthConfig {
             sources: vec![WeightedSource {
                 source: SourceSpec::Own,
