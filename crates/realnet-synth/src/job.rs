@@ -67,6 +67,9 @@ pub struct IndexLine {
     /// Texture augmentations, in order.
     #[serde(default)]
     pub ops: Vec<String>,
+    /// The mask is thin strokes (`--strokes`), not a Perlin region; absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strokes: bool,
 }
 
 /// What the job did.
@@ -344,6 +347,7 @@ pub fn run_job(job: &SynthJob, progress: &(dyn Fn() + Sync)) -> Result<SynthRepo
                 mask_fraction: mask_fraction(&s.mask),
                 seed: job.seed,
                 ops: s.ops.iter().map(|o| format!("{o:?}")).collect(),
+                strokes: s.strokes,
             };
             for (rel, img) in [
                 (&img_rel, image::DynamicImage::ImageRgb8(s.image)),

@@ -79,6 +79,8 @@ pub struct SynthSample {
     pub attempts: u32,
     /// The foreground left no room for a mask after many redraws, so it was ignored.
     pub foreground_ignored: bool,
+    /// The mask is thin strokes (`SynthConfig::strokes`), not a Perlin region.
+    pub strokes: bool,
 }
 
 /// Redraws of the Perlin mask before giving up on the foreground (with `redraw_empty`).
@@ -183,6 +185,7 @@ impl Synthesizer {
                 ops: Vec::new(),
                 attempts: 0,
                 foreground_ignored: false,
+                strokes: false,
             };
         }
         self.anomalous_with(&mut rng, base, foreground)
@@ -223,7 +226,7 @@ impl Synthesizer {
         let fg = foreground.as_raw();
         let mut attempts = 0;
         let mut foreground_ignored = !fg_ok;
-        let mask = loop {
+        let (mask, strokes) = loop {
             attempts += 1;
             // No draw at all when strokes are off, so the official stream is unchanged.
             let strokes =
@@ -244,7 +247,7 @@ impl Synthesizer {
             };
             let empty = any == 0;
             if !empty || !self.config.redraw_empty || attempts >= 4 * MAX_REDRAWS {
-                break m;
+                break (m, strokes);
             }
             if attempts == MAX_REDRAWS {
                 foreground_ignored = true;
@@ -272,6 +275,7 @@ impl Synthesizer {
             ops: drawn.ops,
             attempts,
             foreground_ignored,
+            strokes,
         }
     }
 }
@@ -367,9 +371,10 @@ mod tests {
         };
         let (all, half) = (with(1.0), with(0.5));
         let fg = all.foreground(&b);
-        let mut thin = 0;
+        let (mut thin, mut strokes) = (0, 0);
         for i in 0..60 {
             let x = all.anomalous(&b, &fg, 5, i);
+            assert!(x.strokes);
             // Strokes only: never more than 3 lines of ≤ 5 px × ≤ 128 px (+ caps).
             assert!(crate::mask_fraction(&x.mask) < 0.04, "sample {i}");
             for (q, (o, bb)) in x.image.pixels().zip(b.pixels()).enumerate() {
@@ -379,9 +384,14 @@ mod tests {
             }
             let y = half.anomalous(&b, &fg, 5, i);
             thin += usize::from(crate::mask_fraction(&y.mask) < 0.04);
+            strokes += usize::from(y.strokes);
         }
         // About half strokes, the rest Perlin regions (mostly larger than 4 % of the image).
         assert!((15..=50).contains(&thin), "{thin} of 60 thin at prob 0.5");
+        assert!(
+            (15..=45).contains(&strokes) && strokes <= thin,
+            "{strokes} strokes, {thin} thin"
+        );
         let bad = SynthConfig {
             strokes: StrokeParams {
                 prob: -0.1,

@@ -50,6 +50,36 @@ fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 #[test]
+fn stroke_masks_are_thin_inside_the_foreground_and_indexed() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("s");
+    let j = SynthJob {
+        stroke_prob: 1.0,
+        ..job(&out, 4)
+    };
+    run_with_threads(&j, 1);
+    let rule = rule_for("mvtec_ad", "bottle");
+    let index = std::fs::read_to_string(out.join("index.jsonl")).unwrap();
+    assert_eq!(index.matches("\"strokes\":true").count(), 4, "{index}");
+    for (i, l) in read_index(&out, 4) {
+        assert!(l.strokes);
+        assert!(l.mask_fraction > 0.0 && l.mask_fraction < 0.04, "index {i}");
+        let mask = image::open(out.join(&l.mask)).unwrap().to_luma8();
+        let base = realnet_data::load_rgb(&l.base, Some((256, 256))).unwrap();
+        let fg = foreground_mask(&rule, &base);
+        assert!(mask
+            .iter()
+            .zip(fg.iter())
+            .all(|(&m, &f)| m == 0 || f == 255));
+    }
+    // Without strokes the index keeps its former shape.
+    let plain = t.path().join("p");
+    run_with_threads(&job(&plain, 2), 1);
+    let index = std::fs::read_to_string(plain.join("index.jsonl")).unwrap();
+    assert!(!index.contains("strokes"), "{index}");
+}
+
+#[test]
 fn bottle_outputs_are_consistent_and_thread_independent() {
     let t = tempfile::tempdir().unwrap();
     let (a, b) = (t.path().join("a"), t.path().join("b"));
@@ -101,6 +131,7 @@ fn bottle_outputs_are_consistent_and_thread_independent() {
         }
         assert!(changed > 0, "index {i}: nothing blended");
         assert!((0.2..1.0).contains(&l.beta));
+        assert!(!l.strokes);
         kinds.insert(format!("{:?}", l.kind));
         if let Some(src) = &l.source_file {
             assert!(src.starts_with(TEXTURES));
