@@ -108,10 +108,11 @@ fn stamp(m: &mut GrayImage, x: f32, y: f32, r: f32) {
     let (w, h) = (m.width() as i64, m.height() as i64);
     let (x0, x1) = ((x - r).floor() as i64, (x + r).ceil() as i64);
     let (y0, y1) = ((y - r).floor() as i64, (y + r).ceil() as i64);
+    let (cx, cy) = (x.floor() as i64, y.floor() as i64);
     for py in y0.max(0)..=y1.min(h - 1) {
         for px in x0.max(0)..=x1.min(w - 1) {
             let (dx, dy) = (px as f32 + 0.5 - x, py as f32 + 0.5 - y);
-            let centre = px == x.floor() as i64 && py == y.floor() as i64;
+            let centre = px == cx && py == cy;
             if centre || dx * dx + dy * dy <= r * r {
                 m.put_pixel(px as u32, py as u32, image::Luma([255]));
             }
@@ -122,11 +123,8 @@ fn stamp(m: &mut GrayImage, x: f32, y: f32, r: f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mask_fraction;
     use crate::rng::sample_rng;
-
-    fn fraction(m: &GrayImage) -> f64 {
-        m.iter().filter(|&&v| v == 255).count() as f64 / m.len() as f64
-    }
 
     #[test]
     fn strokes_are_thin_binary_and_seeded() {
@@ -134,7 +132,7 @@ mod tests {
         for i in 0..50 {
             let m = stroke_mask(&mut sample_rng(3, i), 256, 256, &p);
             assert!(m.iter().all(|&v| v == 0 || v == 255));
-            let f = fraction(&m);
+            let f = mask_fraction(&m);
             // At least one pixel; at most 3 strokes × 0.5 × 256 long × 5 wide (+ the caps).
             assert!(f > 0.0, "sample {i}: empty mask");
             assert!(
