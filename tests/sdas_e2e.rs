@@ -6,7 +6,8 @@ use common::*;
 use std::path::Path;
 use std::process::Output;
 
-const TINY: [&str; 16] = [
+// Cosine with a warm-up, so that the resume check also covers the learning-rate schedule.
+const TINY: [&str; 20] = [
     "--set",
     "model.image_size=16",
     "--set",
@@ -23,6 +24,10 @@ const TINY: [&str; 16] = [
     "sample.steps=\"ddim4\"",
     "--set",
     "sample.batch_size=2",
+    "--set",
+    "train.lr_schedule=\"cosine\"",
+    "--set",
+    "train.warmup_steps=1",
 ];
 
 fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
@@ -90,6 +95,18 @@ fn sdas_train_resume_sample_shards() {
         std::fs::read(a.join("model.safetensors")).unwrap()
             == std::fs::read(b.join("model.safetensors")).unwrap(),
         "resumed and uninterrupted SDAS runs differ"
+    );
+    // The schedule is applied: the same run at a constant rate ends elsewhere.
+    let c = tmp.path().join("c");
+    ok(&train(
+        &data,
+        &c,
+        &["--set", "train.lr_schedule=\"constant\""],
+    ));
+    assert!(
+        std::fs::read(c.join("model.safetensors")).unwrap()
+            != std::fs::read(b.join("model.safetensors")).unwrap(),
+        "the cosine schedule changed nothing"
     );
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(a.join("meta.json")).unwrap()).unwrap();

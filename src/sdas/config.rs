@@ -34,6 +34,13 @@ pub struct SdasTrainConfig {
     /// 0, 3, 6, …, the losses are not divided, and the gradient is clipped after every backward).
     pub accumulate: usize,
     pub lr: f64,
+    /// `constant` (official) or `cosine`: decay from `lr` to 0 over the micro-steps after the
+    /// warm-up (beyond the paper; configs saved before this key are constant).
+    #[serde(default = "constant")]
+    pub lr_schedule: String,
+    /// Micro-steps of linear warm-up from 0 to `lr` (official 0).
+    #[serde(default)]
+    pub warmup_steps: usize,
     /// EMA decay of the weights that are saved and sampled from.
     pub ema_decay: f64,
     /// Gradient-norm clipping (0 = off).
@@ -56,6 +63,10 @@ pub struct SampleConfig {
     pub batch_size: usize,
 }
 
+fn constant() -> String {
+    "constant".into()
+}
+
 impl SdasConfig {
     pub fn preset(name: &str) -> Result<SdasConfig, UserError> {
         let sample = SampleConfig {
@@ -72,6 +83,8 @@ impl SdasConfig {
                     batch_size: 5,
                     accumulate: 3,
                     lr: 1e-4,
+                    lr_schedule: constant(),
+                    warmup_steps: 0,
                     ema_decay: 0.9999,
                     clip_grad_norm: 1.0,
                     steps: 150_000,
@@ -91,6 +104,8 @@ impl SdasConfig {
                     batch_size: 8,
                     accumulate: 1,
                     lr: 2e-4,
+                    lr_schedule: constant(),
+                    warmup_steps: 0,
                     ema_decay: 0.995,
                     clip_grad_norm: 1.0,
                     steps: 6000,
@@ -143,6 +158,12 @@ impl SdasConfig {
         }
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return bad(format!("train.lr = {} must be positive", t.lr));
+        }
+        if !matches!(t.lr_schedule.as_str(), "constant" | "cosine") {
+            return bad(format!(
+                "train.lr_schedule = '{}': use constant or cosine",
+                t.lr_schedule
+            ));
         }
         if !(0.0..1.0).contains(&t.ema_decay) {
             return bad(format!(
@@ -204,6 +225,33 @@ mod tests {
         assert_eq!(back.model.norm_min_group_channels, 1);
         let e = SdasConfig::resolve("lite", None, &["model.norm_min_group_channels=0".into()]);
         assert!(e.is_err());
+    }
+
+    #[test]
+    fn configs_saved_before_the_schedule_keys_keep_a_constant_rate() {
+        let lite = SdasConfig::preset("lite").unwrap();
+        let old = lite
+            .to_toml()
+            .replace("lr_schedule = \"constant\"\n", "")
+            .replace("warmup_steps = 0\n", "");
+        assert!(!old.contains("lr_schedule") && !old.contains("warmup_steps"));
+        let back: SdasConfig = toml::from_str(&old).unwrap();
+        assert_eq!(back, lite);
+        let c = SdasConfig::resolve(
+            "lite",
+            None,
+            &[
+                "train.lr_schedule=\"cosine\"".into(),
+                "train.warmup_steps=50".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.train.lr_schedule.as_str(), c.train.warmup_steps),
+            ("cosine", 50)
+        );
+        let e = SdasConfig::resolve("lite", None, &["train.lr_schedule=\"step\"".into()]);
+        assert!(e.unwrap_err().to_string().contains("lr_schedule"));
     }
 
     #[test]

@@ -279,6 +279,13 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
             clip_grad_norm(&params, cfg.train.clip_grad_norm);
         }
         if step.is_multiple_of(cfg.train.accumulate) {
+            adam.lr = crate::optim::scheduled_lr(
+                cfg.train.lr,
+                cfg.train.lr_schedule == "cosine",
+                cfg.train.warmup_steps,
+                step,
+                total,
+            );
             adam.step(&params);
             let d = cfg.train.ema_decay;
             tch::no_grad(|| {
