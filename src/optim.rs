@@ -16,6 +16,31 @@ pub fn scheduled_lr(base: f64, cosine: bool, warmup: usize, step: usize, total: 
     0.5 * base * (1.0 + (std::f64::consts::PI * t).cos())
 }
 
+/// A run's learning-rate curve as its config names it (`constant` or `cosine`, warm-up steps):
+/// the detector and the SDAS denoiser read theirs the same way.
+#[derive(Debug, Clone, Copy)]
+pub struct LrCurve {
+    base: f64,
+    cosine: bool,
+    warmup: usize,
+    total: usize,
+}
+
+impl LrCurve {
+    pub fn new(base: f64, schedule: &str, warmup: usize, total: usize) -> Self {
+        Self {
+            base,
+            cosine: schedule == "cosine",
+            warmup,
+            total,
+        }
+    }
+
+    pub fn at(&self, step: usize) -> f64 {
+        scheduled_lr(self.base, self.cosine, self.warmup, step, self.total)
+    }
+}
+
 #[derive(Debug)]
 pub struct Adam {
     pub lr: f64,
@@ -145,6 +170,9 @@ mod tests {
         assert!((10..109).all(|s| lr(s + 1) < lr(s)));
         // Constant ignores the total and equals the official behaviour without warm-up.
         assert!((0..50).all(|s| scheduled_lr(2e-4, false, 0, s, 50) == 2e-4));
+        let c = LrCurve::new(1.0, "cosine", 10, 110);
+        assert!((0..110).all(|s| c.at(s) == lr(s)));
+        assert!((0..50).all(|s| LrCurve::new(2e-4, "constant", 0, 50).at(s) == 2e-4));
     }
 
     /// Five steps on random gradients against the textbook update computed in f64.

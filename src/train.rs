@@ -116,6 +116,12 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     let params = vs.trainable_variables();
     let mut adam = Adam::new(&params, cfg.train.lr);
     let total = total_steps(cfg, fit.len());
+    let lr_curve = crate::optim::LrCurve::new(
+        cfg.train.lr,
+        &cfg.train.lr_schedule,
+        cfg.train.warmup_steps,
+        total,
+    );
 
     let ckpt = opts.out.join(bundle::CHECKPOINT);
     let mut step = 0;
@@ -182,13 +188,7 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
             let hb = rx.recv().context("data pipeline stopped")?;
             let t_step = Instant::now();
             let (loss, ce, mse) = train_step(&ctx, &net, &fit, clean.as_ref(), &hb);
-            adam.lr = crate::optim::scheduled_lr(
-                cfg.train.lr,
-                cfg.train.lr_schedule == "cosine",
-                cfg.train.warmup_steps,
-                step,
-                total,
-            );
+            adam.lr = lr_curve.at(step);
             adam.step(&params);
             tracing::debug!(
                 "step {}: waited {:.3} s for data, {:.3} s compute, loss {loss:.4}",

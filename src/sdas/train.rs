@@ -240,6 +240,12 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
 
     let sched = Schedule::linear(cfg.diffusion.timesteps);
     let total = cfg.train.steps;
+    let lr_curve = crate::optim::LrCurve::new(
+        cfg.train.lr,
+        &cfg.train.lr_schedule,
+        cfg.train.warmup_steps,
+        total,
+    );
     let budget_end = opts.stop_after.map_or(total, |k| (step + k).min(total));
     let bar = crate::progress::bar(total as u64, "sdas train");
     bar.set_position(step as u64);
@@ -279,13 +285,7 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
             clip_grad_norm(&params, cfg.train.clip_grad_norm);
         }
         if step.is_multiple_of(cfg.train.accumulate) {
-            adam.lr = crate::optim::scheduled_lr(
-                cfg.train.lr,
-                cfg.train.lr_schedule == "cosine",
-                cfg.train.warmup_steps,
-                step,
-                total,
-            );
+            adam.lr = lr_curve.at(step);
             adam.step(&params);
             let d = cfg.train.ema_decay;
             tch::no_grad(|| {
