@@ -295,12 +295,7 @@ impl Config {
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return bad(format!("train.lr = {} must be positive", t.lr));
         }
-        if !matches!(t.lr_schedule.as_str(), "constant" | "cosine") {
-            return bad(format!(
-                "train.lr_schedule = '{}': use constant or cosine",
-                t.lr_schedule
-            ));
-        }
+        crate::optim::LrCurve::check(&t.lr_schedule).or_else(bad)?;
         if t.afs_batches == 0 {
             return bad("train.afs_batches must be ≥ 1 (AFS ranks channels on them)".into());
         }
@@ -523,6 +518,8 @@ mod tests {
         assert_eq!(c.train.stroke_prob, 0.5);
         let e = Config::resolve("lite", None, &["train.stroke_prob=2".into()]).unwrap_err();
         assert!(e.to_string().contains("train.stroke_prob"), "{e}");
+        let e = Config::resolve("lite", None, &["train.lr_schedule=\"step\"".into()]).unwrap_err();
+        assert!(e.to_string().contains("train.lr_schedule"), "{e}");
         // Configs saved before the key existed still load (no strokes, as they trained).
         let old = c.to_toml().replace("stroke_prob = 0.5\n", "");
         assert!(!old.contains("stroke_prob"));

@@ -36,6 +36,16 @@ impl LrCurve {
         }
     }
 
+    /// The schedule names a config may use (`train.lr_schedule`).
+    pub fn check(schedule: &str) -> Result<(), String> {
+        match schedule {
+            "constant" | "cosine" => Ok(()),
+            other => Err(format!(
+                "train.lr_schedule = '{other}': use constant or cosine"
+            )),
+        }
+    }
+
     pub fn at(&self, step: usize) -> f64 {
         scheduled_lr(self.base, self.cosine, self.warmup, step, self.total)
     }

@@ -159,12 +159,7 @@ impl SdasConfig {
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return bad(format!("train.lr = {} must be positive", t.lr));
         }
-        if !matches!(t.lr_schedule.as_str(), "constant" | "cosine") {
-            return bad(format!(
-                "train.lr_schedule = '{}': use constant or cosine",
-                t.lr_schedule
-            ));
-        }
+        crate::optim::LrCurve::check(&t.lr_schedule).or_else(bad)?;
         if !(0.0..1.0).contains(&t.ema_decay) {
             return bad(format!(
                 "train.ema_decay = {} must be in [0, 1)",
