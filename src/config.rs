@@ -86,7 +86,8 @@ pub struct TrainConfig {
     pub foreground: String,
 }
 
-fn default_lr_schedule() -> String {
+/// The official schedule; also what configs saved before `lr_schedule` existed load as.
+pub(crate) fn default_lr_schedule() -> String {
     "constant".into()
 }
 

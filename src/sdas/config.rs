@@ -36,7 +36,7 @@ pub struct SdasTrainConfig {
     pub lr: f64,
     /// `constant` (official) or `cosine`: decay from `lr` to 0 over the micro-steps after the
     /// warm-up (beyond the paper; configs saved before this key are constant).
-    #[serde(default = "constant")]
+    #[serde(default = "crate::config::default_lr_schedule")]
     pub lr_schedule: String,
     /// Micro-steps of linear warm-up from 0 to `lr` (official 0).
     #[serde(default)]
@@ -63,10 +63,6 @@ pub struct SampleConfig {
     pub batch_size: usize,
 }
 
-fn constant() -> String {
-    "constant".into()
-}
-
 impl SdasConfig {
     pub fn preset(name: &str) -> Result<SdasConfig, UserError> {
         let sample = SampleConfig {
@@ -83,7 +79,7 @@ impl SdasConfig {
                     batch_size: 5,
                     accumulate: 3,
                     lr: 1e-4,
-                    lr_schedule: constant(),
+                    lr_schedule: crate::config::default_lr_schedule(),
                     warmup_steps: 0,
                     ema_decay: 0.9999,
                     clip_grad_norm: 1.0,
@@ -104,7 +100,7 @@ impl SdasConfig {
                     batch_size: 8,
                     accumulate: 1,
                     lr: 2e-4,
-                    lr_schedule: constant(),
+                    lr_schedule: crate::config::default_lr_schedule(),
                     warmup_steps: 0,
                     ema_decay: 0.995,
                     clip_grad_norm: 1.0,
