@@ -6,6 +6,7 @@ use crate::bundle::{self, Meta};
 use crate::config::Config;
 use crate::error::UserError;
 use crate::model::backbone::{Backbone, BackboneKind};
+use crate::model::memory::PatchMemory;
 use crate::model::realnet::RealNet;
 use image::RgbImage;
 use std::path::{Path, PathBuf};
@@ -54,10 +55,16 @@ impl Detector {
             }
         }
         let mut vs = nn::VarStore::new(device);
-        let net = RealNet::new(&vs.root(), &config);
+        let mut net = RealNet::new(&vs.root(), &config);
         let mpath = run.join(bundle::MODEL);
         let named = bundle::read_tensors(&mpath)?;
         bundle::load_vars(&vs, &named, &mpath)?;
+        if config.model.memory.enabled {
+            let [_, c8, c16, _] = kind.feature_channels();
+            let m = PatchMemory::from_named(&named, &config.model.memory, c8 + c16, device)
+                .map_err(|e| UserError::BadModel(format!("{}: {e}", mpath.display())))?;
+            net.set_memory(m);
+        }
         vs.freeze();
         Ok(Detector {
             meta,

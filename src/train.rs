@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::error::UserError;
 use crate::model::afs::AfsScores;
 use crate::model::backbone::{Backbone, BackboneKind};
+use crate::model::memory::{self, PatchMemory};
 use crate::model::realnet::{self, RealNet};
 use crate::optim::Adam;
 use crate::sampling::{self, SynthSource};
@@ -26,6 +27,7 @@ const SALT_VAL_SPLIT: u64 = 0x5EED_0001;
 const SALT_AFS: u64 = 0x5EED_0002;
 const SALT_VAL_SYNTH: u64 = 0x5EED_0003;
 const SALT_SHUFFLE: u64 = 0x5EED_0004;
+const SALT_MEMORY: u64 = 0x5EED_0005;
 
 pub struct TrainOptions {
     pub data: PathBuf,
@@ -112,7 +114,7 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     // config and seed give the same model.
     tch::manual_seed(cfg.train.seed as i64);
     let mut vs = nn::VarStore::new(opts.device);
-    let net = RealNet::new(&vs.root(), cfg);
+    let mut net = RealNet::new(&vs.root(), cfg);
     let params = vs.trainable_variables();
     let mut adam = Adam::new(&params, cfg.train.lr);
     let total = total_steps(cfg, fit.len());
@@ -233,8 +235,20 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     }
 
     vs.freeze();
+    if cfg.model.memory.enabled {
+        let t = Instant::now();
+        let m = build_memory(&ctx, &fit);
+        tracing::info!(
+            "patch memory: {} patches kept ({:.1} s)",
+            m.bank_size(),
+            t.elapsed().as_secs_f64()
+        );
+        net.set_memory(m);
+    }
     let threshold = validate(&ctx, &net, &val)?;
-    bundle::save_tensors(&opts.out.join(bundle::MODEL), &bundle::named_vars(&vs))?;
+    let mut named = bundle::named_vars(&vs);
+    named.extend(net.memory().map(PatchMemory::named).unwrap_or_default());
+    bundle::save_tensors(&opts.out.join(bundle::MODEL), &named)?;
     let meta = Meta {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         backbone: kind.name().into(),
@@ -509,6 +523,23 @@ fn clean_feature_cache(ctx: &Ctx, net: &RealNet, fit: &[TrainImage]) -> Vec<Tens
         }
     }
     parts.iter().map(|p| Tensor::cat(p, 0)).collect()
+}
+
+/// The patch memory's bank from the patches of every fit image (beyond the paper; `model.memory`).
+/// Built after training: it depends only on the frozen backbone, and a resumed run builds it too.
+fn build_memory(ctx: &Ctx, fit: &[TrainImage]) -> PatchMemory {
+    let rows: Vec<Tensor> = fit
+        .chunks(16)
+        .map(|chunk| {
+            let imgs: Vec<&RgbImage> = chunk.iter().map(|t| &*t.rgb).collect();
+            tch::no_grad(|| memory::rows(&memory::embed(&backbone_features(ctx, &imgs))))
+        })
+        .collect();
+    PatchMemory::build(
+        &Tensor::cat(&rows, 0),
+        &ctx.cfg.model.memory,
+        ctx.cfg.train.seed ^ SALT_MEMORY,
+    )
 }
 
 /// Scores held-out normal images and synthetic anomalies made from them; the image threshold is

@@ -194,6 +194,20 @@ fn train_resume_test_predict() {
     }
     assert_eq!(scores(&moved), here);
 
+    // The lite preset's patch memory travels in model.safetensors; a model without it is refused
+    // by name instead of scoring with half a model.
+    let mut named = realnet::bundle::read_tensors(&a.join("model.safetensors")).unwrap();
+    assert_eq!(
+        named["memory.bank"].size()[1],
+        48 + 120,
+        "Lite2 strides 8 + 16"
+    );
+    named.remove("memory.bank");
+    let named: Vec<(String, tch::Tensor)> = named.into_iter().collect();
+    realnet::bundle::save_tensors(&moved.join("model.safetensors"), &named).unwrap();
+    let out = realnet(&["test", "--run", moved.to_str().unwrap()]);
+    expect("model without its memory", &out, 4, &["memory.bank"]);
+
     // Another backbone's weights are refused with a clear error (exit 4).
     let mnv2 = shared("weights/mobilenet_v2_torchvision_imagenet1k_v1.safetensors");
     let out = realnet(&[

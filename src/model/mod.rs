@@ -3,6 +3,7 @@ pub mod afs;
 pub mod attention;
 pub mod backbone;
 pub mod layers;
+pub mod memory;
 pub mod realnet;
 pub mod recon;
 pub mod rrs;

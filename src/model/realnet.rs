@@ -1,6 +1,7 @@
 //! The RealNet network (spec §4): AFS-selected frozen backbone features → one reconstruction UNet
 //! per block → residuals → RRS + discriminator → 2-class logits. The backbone lives outside this
 //! struct (it is frozen, shared, and its weights come from their own file).
+use super::memory::PatchMemory;
 use super::recon::ReconUnet;
 use super::rrs::Rrs;
 use crate::config::ModelConfig;
@@ -18,6 +19,8 @@ pub struct RealNet {
     recon: Vec<ReconUnet>,
     rrs: Rrs,
     image_size: i64,
+    /// The patch memory fused into the map (beyond the paper; `model.memory`), once built.
+    memory: Option<PatchMemory>,
 }
 
 /// What one forward pass produces.
@@ -66,6 +69,7 @@ impl RealNet {
             recon,
             rrs: Rrs::new(p / "rrs", total, &m.rrs),
             image_size: m.image_size,
+            memory: None,
         }
     }
 
@@ -131,12 +135,24 @@ impl RealNet {
 }
 
 impl RealNet {
+    /// From now on every map is fused with `memory`'s.
+    pub fn set_memory(&mut self, memory: PatchMemory) {
+        self.memory = Some(memory);
+    }
+
+    pub fn memory(&self) -> Option<&PatchMemory> {
+        self.memory.as_ref()
+    }
+
     /// Eval-mode anomaly maps (N×S×S) and image scores (N) from backbone features: the one
     /// inference computation, shared by validation, `test`, `predict` and `serve`.
     pub fn maps_and_scores(&self, features: &[Tensor], pool: i64) -> (Tensor, Tensor) {
         tch::no_grad(|| {
             let out = self.forward_t(&self.select(features), false);
-            let maps = anomaly_map(&out.logits);
+            let mut maps = anomaly_map(&out.logits);
+            if let Some(m) = &self.memory {
+                maps = m.fuse_maps(&maps, features);
+            }
             let scores = image_scores(&maps, pool);
             (maps, scores)
         })

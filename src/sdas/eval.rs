@@ -18,6 +18,7 @@ use super::sample::{sample, strength_of, Draw, Method};
 use super::train::load_model;
 use crate::error::UserError;
 use crate::model::backbone::{Backbone, BackboneKind};
+use crate::model::memory;
 use image::RgbImage;
 use realnet_data::layout::Category;
 use std::collections::BTreeMap;
@@ -74,40 +75,19 @@ fn patches(bb: &Backbone, imgs: &[RgbImage], via: u32, device: Device) -> Tensor
         let refs: Vec<&RgbImage> = resized.iter().collect();
         let x = crate::batch::images_to_tensor(&refs, mean, std, device);
         let f = tch::no_grad(|| bb.features(&x));
-        let pool = |t: &Tensor| t.avg_pool2d([3, 3], [1, 1], [1, 1], false, true, None::<i64>);
-        let f8 = pool(&f[1]);
-        let (h, w) = (f8.size()[2], f8.size()[3]);
-        let f16 = pool(&f[2]).upsample_bilinear2d([h, w], false, None, None);
-        let e = Tensor::cat(&[f8, f16], 1);
-        let d = e.size()[1];
-        rows.push(e.permute([0, 2, 3, 1]).reshape([-1, d]));
+        rows.push(memory::rows(&memory::embed(&f)));
     }
     Tensor::cat(&rows, 0)
 }
 
-/// Mean over the rows of `q` of the distance to the nearest row of `bank`. Blocks of 8192 × 16384
-/// distances (512 MB in f32) bound the memory whatever the sizes.
+/// Mean over the rows of `q` of the distance to the nearest row of `bank`.
 fn mean_nn_distance(q: &Tensor, bank: &Tensor) -> f64 {
-    const Q: i64 = 8192;
-    const B: i64 = 16384;
-    let (nq, nb) = (q.size()[0], bank.size()[0]);
-    if nq == 0 || nb == 0 {
+    if q.size()[0] == 0 || bank.size()[0] == 0 {
         return f64::NAN;
     }
-    let mut sum = 0.0;
-    for j in (0..nq).step_by(Q as usize) {
-        let qj = q.narrow(0, j, Q.min(nq - j));
-        let nearest = (0..nb)
-            .step_by(B as usize)
-            .map(|i| {
-                Tensor::cdist(&qj, &bank.narrow(0, i, B.min(nb - i)), 2.0, None::<i64>)
-                    .min_dim(1, false)
-                    .0
-            })
-            .reduce(|a, b| a.minimum(&b));
-        sum += nearest.map_or(0.0, |d| d.sum(Kind::Double).double_value(&[]));
-    }
-    sum / nq as f64
+    memory::nn_distance(q, bank)
+        .mean(Kind::Double)
+        .double_value(&[])
 }
 
 /// Up to `max` of `0..n`, in ascending order: all of them when `n ≤ max`, otherwise the first `max`
@@ -253,34 +233,6 @@ mod tests {
         let low = through(&img, 64);
         assert_eq!(low.dimensions(), (256, 256));
         assert!(spread(&low) < 8, "spread {}", spread(&low));
-    }
-
-    #[test]
-    fn nearest_neighbour_distance() {
-        let bank = Tensor::from_slice(&[0f32, 0., 3., 4., 10., 0.]).reshape([3, 2]);
-        let q = Tensor::from_slice(&[0f32, 1., 3., 4.]).reshape([2, 2]);
-        // Rows: (0,1) → 1 from (0,0); (3,4) → 0.
-        assert!((mean_nn_distance(&q, &bank) - 0.5).abs() < 1e-6);
-        assert_eq!(mean_nn_distance(&bank, &bank), 0.0);
-    }
-
-    #[test]
-    fn nearest_neighbour_distance_is_the_same_across_blocks() {
-        // More rows than one query block and one bank block: the blocked search must equal a
-        // direct one.
-        tch::manual_seed(3);
-        let bank = Tensor::randn([20000, 3], (Kind::Float, Device::Cpu));
-        let q = Tensor::randn([9000, 3], (Kind::Float, Device::Cpu));
-        let direct = Tensor::cdist(&q, &bank, 2.0, None::<i64>)
-            .min_dim(1, false)
-            .0
-            .mean(Kind::Double)
-            .double_value(&[]);
-        let blocked = mean_nn_distance(&q, &bank);
-        assert!(
-            (blocked - direct).abs() < 1e-6 * direct,
-            "{blocked} vs {direct}"
-        );
     }
 
     #[test]

@@ -1,0 +1,420 @@
+//! Patch memory — beyond the paper: a PatchCore-style bank of the frozen backbone's normal patch
+//! features, fused with RealNet's map.
+//!
+//! RealNet's discriminator reads reconstruction residuals and misses what a residual does not show
+//! (a whole region recoloured: bottle's contamination); a nearest-neighbour distance to normal
+//! patches misses what it shows weakly but is sharp where the discriminator is vague. Their errors
+//! differ, so the geometric mean of the two maps beats both (bottle, docs/results.md). Everything
+//! here is computed from the same frozen backbone pass the detector already makes.
+//!
+//! Patch features as PatchCore: strides 8 and 16, 3×3 average pooled, the stride-16 map upsampled
+//! (bilinear) and concatenated. The bank is a greedy k-center coreset of the training images'
+//! patches (selected on a seeded random projection); a patch's score is its Euclidean distance to
+//! the nearest bank row, the map is upsampled to the image size and Gaussian blurred.
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+/// `model.memory` in the configuration. Configs saved before the key load as disabled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryConfig {
+    pub enabled: bool,
+    /// Share of the training patches the greedy coreset keeps.
+    pub coreset: f64,
+    /// RealNet's exponent in the fused map p^w · q^(1−w) (1: RealNet alone, 0: the memory alone).
+    pub weight: f64,
+    /// σ (pixels at the network size) of the Gaussian blur of the distance map; 0 = none.
+    pub blur_sigma: f64,
+    /// Dimension of the random projection the coreset is selected on.
+    pub projection: i64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            coreset: 0.01,
+            weight: 0.5,
+            blur_sigma: 4.0,
+            projection: 128,
+        }
+    }
+}
+
+impl MemoryConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.coreset > 0.0 && self.coreset <= 1.0) {
+            return Err(format!(
+                "model.memory.coreset = {} must be in (0, 1]",
+                self.coreset
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.weight) {
+            return Err(format!(
+                "model.memory.weight = {} must be in [0, 1]",
+                self.weight
+            ));
+        }
+        if !(0.0..=64.0).contains(&self.blur_sigma) {
+            return Err(format!(
+                "model.memory.blur_sigma = {} must be in [0, 64]",
+                self.blur_sigma
+            ));
+        }
+        if self.projection < 1 {
+            return Err("model.memory.projection must be ≥ 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Tensor names in `model.safetensors`.
+pub const BANK: &str = "memory.bank";
+pub const SCALE: &str = "memory.scale";
+
+/// The bank and the distance that counts as typical for a normal patch (the map's unit).
+#[derive(Debug)]
+pub struct PatchMemory {
+    bank: Tensor,
+    scale: f64,
+    weight: f64,
+    blur_sigma: f64,
+}
+
+/// Locally aware patch features N×D×h×w from the backbone's four blocks (strides 4, 8, 16, 32).
+pub fn embed(features: &[Tensor]) -> Tensor {
+    let pool = |t: &Tensor| t.avg_pool2d([3, 3], [1, 1], [1, 1], false, true, None::<i64>);
+    let f8 = pool(&features[1]);
+    let (h, w) = (f8.size()[2], f8.size()[3]);
+    let f16 = pool(&features[2]).upsample_bilinear2d([h, w], false, None, None);
+    Tensor::cat(&[f8, f16], 1)
+}
+
+/// N×D×h×w → (N·h·w)×D, one row per patch.
+pub fn rows(e: &Tensor) -> Tensor {
+    let d = e.size()[1];
+    e.permute([0, 2, 3, 1]).reshape([-1, d])
+}
+
+/// Distance of every row of `q` to its nearest row of `bank` (length = rows of `q`). Blocks of
+/// 8192 × 16384 distances (512 MB in f32) bound the memory whatever the sizes.
+pub fn nn_distance(q: &Tensor, bank: &Tensor) -> Tensor {
+    const Q: i64 = 8192;
+    const B: i64 = 16384;
+    let (nq, nb) = (q.size()[0], bank.size()[0]);
+    if nq == 0 || nb == 0 {
+        return Tensor::full([nq], f64::NAN, (Kind::Float, q.device()));
+    }
+    let parts: Vec<Tensor> = (0..nq)
+        .step_by(Q as usize)
+        .map(|j| {
+            let qj = q.narrow(0, j, Q.min(nq - j));
+            (0..nb)
+                .step_by(B as usize)
+                .map(|i| {
+                    Tensor::cdist(&qj, &bank.narrow(0, i, B.min(nb - i)), 2.0, None::<i64>)
+                        .min_dim(1, false)
+                        .0
+                })
+                .reduce(|a, b| a.minimum(&b))
+                .unwrap_or_else(|| Tensor::zeros([0], (Kind::Float, q.device())))
+        })
+        .collect();
+    Tensor::cat(&parts, 0)
+}
+
+/// Greedy k-center (farthest-point) selection of `n` rows of `z`, starting at row `start`: each
+/// step takes the row farthest from those chosen (first index on ties). Squared distances from
+/// ‖x‖² − 2x·c + ‖c‖² cost one matrix-vector product per step.
+pub fn greedy_coreset(z: &Tensor, n: usize, start: i64) -> Vec<i64> {
+    let rows = z.size()[0];
+    let n = n.min(rows as usize);
+    if n == 0 {
+        return Vec::new();
+    }
+    tch::no_grad(|| {
+        let z = z.to_kind(Kind::Float);
+        let norms = z.square().sum_dim_intlist(1i64, false, Kind::Float);
+        let dist2 = |j: i64| {
+            let c = z.get(j);
+            (&norms - z.mv(&c) * 2.0 + norms.get(j)).clamp_min(0.0)
+        };
+        let mut chosen = vec![start];
+        let mut min_d = dist2(start);
+        while chosen.len() < n {
+            let j = min_d.argmax(0, false).int64_value(&[]);
+            chosen.push(j);
+            min_d = min_d.minimum(&dist2(j));
+        }
+        chosen
+    })
+}
+
+/// Separable Gaussian blur of N×1×H×W maps (radius 4σ, reflected borders), as PatchCore smooths.
+pub fn gaussian_blur(x: &Tensor, sigma: f64) -> Tensor {
+    if sigma <= 0.0 {
+        return x.shallow_clone();
+    }
+    let h = x.size()[2].min(x.size()[3]);
+    // Reflection needs a pad smaller than the side.
+    let r = ((4.0 * sigma + 0.5) as i64).min(h - 1).max(0);
+    let k: Vec<f32> = (-r..=r)
+        .map(|t| (-0.5 * (t as f64 / sigma).powi(2)).exp() as f32)
+        .collect();
+    let sum: f32 = k.iter().sum();
+    let k = Tensor::from_slice(&k.iter().map(|v| v / sum).collect::<Vec<_>>())
+        .to_device(x.device())
+        .to_kind(x.kind());
+    let len = 2 * r + 1;
+    let padded = x.reflection_pad2d([r, r, r, r]);
+    let conv = |t: &Tensor, w: Tensor| t.conv2d(&w, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
+    let horiz = conv(&padded, k.reshape([1, 1, 1, len]));
+    conv(&horiz, k.reshape([1, 1, len, 1]))
+}
+
+/// The fused map: x = p^w · q^(1−w) (the geometric mean for w = ½; scale-free in q, so the
+/// ranking does not depend on `scale`), then x / (1 + x), which keeps the ranking and brings the
+/// map into [0, 1) for the fixed overlay scale and the score normalisation.
+pub fn fuse(p: &Tensor, q: &Tensor, weight: f64) -> Tensor {
+    const FLOOR: f64 = 1e-6;
+    let x = p.clamp_min(FLOOR).pow_tensor_scalar(weight)
+        * q.clamp_min(FLOOR).pow_tensor_scalar(1.0 - weight);
+    &x / (&x + 1.0)
+}
+
+impl PatchMemory {
+    /// Builds the bank from the patch rows of the training images (P×D), seeded.
+    pub fn build(patches: &Tensor, cfg: &MemoryConfig, seed: u64) -> PatchMemory {
+        tch::no_grad(|| {
+            let p = patches.size()[0];
+            let d = patches.size()[1];
+            let n = ((cfg.coreset * p as f64).ceil() as usize).clamp(1, p.max(1) as usize);
+            let gen_seed = (seed & 0x7fff_ffff_ffff_ffff) as i64;
+            tch::manual_seed(gen_seed);
+            let proj = Tensor::randn([d, cfg.projection], (Kind::Float, patches.device()))
+                / (cfg.projection as f64).sqrt();
+            let z = patches.matmul(&proj);
+            let start = (seed % p.max(1) as u64) as i64;
+            let idx = greedy_coreset(&z, n, start);
+            let bank = patches
+                .index_select(0, &Tensor::from_slice(&idx).to_device(patches.device()))
+                .contiguous();
+            // The unit of the map: the mean distance of a seeded sample of training patches.
+            let sample = crate::sampling::permutation(p as usize, seed ^ 0x5CA1E);
+            let sample: Vec<i64> = sample.into_iter().take(8192).map(|i| i as i64).collect();
+            let q =
+                patches.index_select(0, &Tensor::from_slice(&sample).to_device(patches.device()));
+            let scale = nn_distance(&q, &bank)
+                .mean(Kind::Double)
+                .double_value(&[])
+                .max(1e-12);
+            PatchMemory {
+                bank,
+                scale,
+                weight: cfg.weight,
+                blur_sigma: cfg.blur_sigma,
+            }
+        })
+    }
+
+    pub fn bank_size(&self) -> i64 {
+        self.bank.size()[0]
+    }
+
+    /// Distance maps N×S×S in units of the typical normal distance, blurred.
+    pub fn distance_maps(&self, features: &[Tensor], size: i64) -> Tensor {
+        tch::no_grad(|| {
+            let e = embed(features);
+            let s = e.size();
+            let d = nn_distance(&rows(&e), &self.bank).reshape([s[0], 1, s[2], s[3]]) / self.scale;
+            let up = d.upsample_bilinear2d([size, size], false, None, None);
+            gaussian_blur(&up, self.blur_sigma).squeeze_dim(1)
+        })
+    }
+
+    /// RealNet's probability maps (N×S×S) fused with the distance maps of the same images.
+    pub fn fuse_maps(&self, realnet_maps: &Tensor, features: &[Tensor]) -> Tensor {
+        let size = realnet_maps.size()[1];
+        fuse(
+            realnet_maps,
+            &self.distance_maps(features, size),
+            self.weight,
+        )
+    }
+
+    /// The tensors saved in `model.safetensors`.
+    pub fn named(&self) -> Vec<(String, Tensor)> {
+        vec![
+            (BANK.into(), self.bank.to_device(Device::Cpu)),
+            (
+                SCALE.into(),
+                Tensor::from_slice(&[self.scale as f32]).to_kind(Kind::Float),
+            ),
+        ]
+    }
+
+    /// Reads the bank back; `dim` is the patch dimension the backbone gives.
+    pub fn from_named(
+        named: &std::collections::HashMap<String, Tensor>,
+        cfg: &MemoryConfig,
+        dim: i64,
+        device: Device,
+    ) -> Result<PatchMemory, String> {
+        let bank = named
+            .get(BANK)
+            .ok_or_else(|| format!("missing tensor '{BANK}' (model.memory.enabled is true)"))?;
+        let scale = named
+            .get(SCALE)
+            .ok_or_else(|| format!("missing tensor '{SCALE}' (model.memory.enabled is true)"))?;
+        let s = bank.size();
+        if s.len() != 2 || s[1] != dim || s[0] < 1 {
+            return Err(format!(
+                "'{BANK}' has shape {s:?}, the backbone's patches need [n, {dim}]"
+            ));
+        }
+        let scale = if scale.numel() == 1 {
+            scale.double_value(&[0])
+        } else {
+            f64::NAN
+        };
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(format!("'{SCALE}' must be one positive number"));
+        }
+        Ok(PatchMemory {
+            bank: bank.to_kind(Kind::Float).to_device(device),
+            scale,
+            weight: cfg.weight,
+            blur_sigma: cfg.blur_sigma,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_neighbour_distance() {
+        let bank = Tensor::from_slice(&[0f32, 0., 3., 4., 10., 0.]).reshape([3, 2]);
+        let q = Tensor::from_slice(&[0f32, 1., 3., 4.]).reshape([2, 2]);
+        // Rows: (0,1) → 1 from (0,0); (3,4) → 0.
+        assert_eq!(
+            Vec::<f32>::try_from(nn_distance(&q, &bank)).unwrap(),
+            [1.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn nearest_neighbour_distance_is_the_same_across_blocks() {
+        // More rows than one query block and one bank block: the blocked search must equal a
+        // direct one.
+        tch::manual_seed(3);
+        let bank = Tensor::randn([20000, 3], (Kind::Float, Device::Cpu));
+        let q = Tensor::randn([9000, 3], (Kind::Float, Device::Cpu));
+        let direct = Tensor::cdist(&q, &bank, 2.0, None::<i64>)
+            .min_dim(1, false)
+            .0;
+        let diff = (nn_distance(&q, &bank) - direct)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(diff < 1e-6, "{diff}");
+    }
+
+    /// Plain farthest-point selection on host vectors: the reference the tensor version must follow.
+    fn naive_coreset(z: &[Vec<f32>], n: usize, start: usize) -> Vec<i64> {
+        let d2 = |a: &[f32], b: &[f32]| -> f64 {
+            a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum()
+        };
+        let mut chosen = vec![start];
+        let mut min_d: Vec<f64> = z.iter().map(|x| d2(x, &z[start])).collect();
+        while chosen.len() < n {
+            let mut j = 0;
+            for i in 0..z.len() {
+                if min_d[i] > min_d[j] {
+                    j = i;
+                }
+            }
+            chosen.push(j);
+            for i in 0..z.len() {
+                min_d[i] = min_d[i].min(d2(&z[i], &z[j]));
+            }
+        }
+        chosen.into_iter().map(|i| i as i64).collect()
+    }
+
+    #[test]
+    fn greedy_coreset_is_farthest_point_selection() {
+        tch::manual_seed(5);
+        let z = Tensor::randn([300, 4], (Kind::Float, Device::Cpu));
+        let host: Vec<Vec<f32>> = (0..300)
+            .map(|i| Vec::<f32>::try_from(z.get(i)).unwrap())
+            .collect();
+        assert_eq!(greedy_coreset(&z, 25, 7), naive_coreset(&host, 25, 7));
+        // Asking for more rows than exist selects each row once.
+        let all = greedy_coreset(&z.narrow(0, 0, 10), 50, 0);
+        let mut sorted = all.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..10).collect::<Vec<i64>>());
+    }
+
+    #[test]
+    fn blur_keeps_constants_and_mass_and_spreads_a_point() {
+        let c = Tensor::full([1, 1, 20, 20], 3.0, (Kind::Float, Device::Cpu));
+        let diff = (gaussian_blur(&c, 2.0) - 3.0).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "{diff}");
+        let p = Tensor::zeros([1, 1, 41, 41], (Kind::Float, Device::Cpu));
+        let _ = p.get(0).get(0).get(20).get(20).fill_(1.0);
+        let b = gaussian_blur(&p, 2.0);
+        // Far from the border the blur keeps the total and peaks at the point.
+        assert!((b.sum(Kind::Double).double_value(&[]) - 1.0).abs() < 1e-5);
+        assert_eq!(b.argmax(None, false).int64_value(&[]), 20 * 41 + 20);
+        // The 1-D Gaussian's centre weight, squared: 1 / (2πσ²) up to the truncation.
+        let peak = b.double_value(&[0, 0, 20, 20]);
+        assert!(
+            (peak - 1.0 / (2.0 * std::f64::consts::PI * 4.0)).abs() < 1e-3,
+            "{peak}"
+        );
+    }
+
+    #[test]
+    fn fusion_is_monotone_in_both_maps_and_bounded() {
+        let p = Tensor::from_slice(&[0.0f32, 0.1, 0.5, 0.5, 0.99]);
+        let q = Tensor::from_slice(&[1.0f32, 1.0, 1.0, 4.0, 40.0]);
+        let f = Vec::<f32>::try_from(fuse(&p, &q, 0.5)).unwrap();
+        assert!(f.windows(2).all(|w| w[0] < w[1]), "{f:?}");
+        assert!(f.iter().all(|v| (0.0..1.0).contains(v)));
+        // Geometric mean before the x/(1+x) squashing: √(0.5 · 4) = √2.
+        let x = 2f32.sqrt();
+        assert!((f[3] - x / (1.0 + x)).abs() < 1e-6);
+        // Weight 1 is RealNet alone (squashed), weight 0 the memory alone.
+        let r = Vec::<f32>::try_from(fuse(&p, &q, 1.0)).unwrap();
+        assert!((r[2] - 0.5 / 1.5).abs() < 1e-6);
+        let m = Vec::<f32>::try_from(fuse(&p, &q, 0.0)).unwrap();
+        assert!((m[3] - 0.8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bank_round_trips_and_bad_banks_are_refused() {
+        tch::manual_seed(1);
+        let patches = Tensor::randn([500, 6], (Kind::Float, Device::Cpu));
+        let cfg = MemoryConfig {
+            enabled: true,
+            coreset: 0.1,
+            ..MemoryConfig::default()
+        };
+        let m = PatchMemory::build(&patches, &cfg, 9);
+        assert_eq!(m.bank_size(), 50);
+        // The same seed picks the same bank.
+        let again = PatchMemory::build(&patches, &cfg, 9);
+        assert!(m.bank.equal(&again.bank) && m.scale == again.scale);
+        let named: std::collections::HashMap<String, Tensor> = m.named().into_iter().collect();
+        let back = PatchMemory::from_named(&named, &cfg, 6, Device::Cpu).unwrap();
+        assert!(back.bank.equal(&m.bank));
+        assert!((back.scale - m.scale).abs() < 1e-6 * m.scale);
+        let e = PatchMemory::from_named(&named, &cfg, 7, Device::Cpu).unwrap_err();
+        assert!(e.contains("[n, 7]"), "{e}");
+        let e = PatchMemory::from_named(&Default::default(), &cfg, 6, Device::Cpu).unwrap_err();
+        assert!(e.contains("missing tensor 'memory.bank'"), "{e}");
+    }
+}
