@@ -284,24 +284,10 @@ impl Config {
         if t.steps == 0 && t.epochs == 0 {
             return bad("train.steps or train.epochs must be > 0".into());
         }
-        if !(0.0..1.0).contains(&t.normal_prob) {
-            return bad(format!(
-                "train.normal_prob = {} must be in [0, 1)",
-                t.normal_prob
-            ));
-        }
-        if !(0.0..=1.0).contains(&t.stroke_prob) {
-            return bad(format!(
-                "train.stroke_prob = {} must be in [0, 1]",
-                t.stroke_prob
-            ));
-        }
-        if !(0.0..0.9).contains(&t.val_fraction) {
-            return bad(format!(
-                "train.val_fraction = {} must be in [0, 0.9)",
-                t.val_fraction
-            ));
-        }
+        let (n, sp, v) = (t.normal_prob, t.stroke_prob, t.val_fraction);
+        range_check("train.normal_prob", n, (0.0..1.0).contains(&n), "[0, 1)").or_else(bad)?;
+        range_check("train.stroke_prob", sp, (0.0..=1.0).contains(&sp), "[0, 1]").or_else(bad)?;
+        range_check("train.val_fraction", v, (0.0..0.9).contains(&v), "[0, 0.9)").or_else(bad)?;
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return bad(format!("train.lr = {} must be positive", t.lr));
         }
@@ -331,6 +317,15 @@ impl Config {
                 norm_min_group_channels: m.norm_min_group_channels,
             })
             .collect()
+    }
+}
+
+/// `Err("KEY = VALUE must be in SHOWN")` unless `ok`: the one wording of the range checks.
+pub(crate) fn range_check(key: &str, value: f64, ok: bool, shown: &str) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{key} = {value} must be in {shown}"))
     }
 }
 

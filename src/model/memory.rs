@@ -43,24 +43,16 @@ impl Default for MemoryConfig {
 
 impl MemoryConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.coreset > 0.0 && self.coreset <= 1.0) {
-            return Err(format!(
-                "model.memory.coreset = {} must be in (0, 1]",
-                self.coreset
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.weight) {
-            return Err(format!(
-                "model.memory.weight = {} must be in [0, 1]",
-                self.weight
-            ));
-        }
-        if !(0.0..=64.0).contains(&self.blur_sigma) {
-            return Err(format!(
-                "model.memory.blur_sigma = {} must be in [0, 64]",
-                self.blur_sigma
-            ));
-        }
+        use crate::config::range_check;
+        let (c, w, b) = (self.coreset, self.weight, self.blur_sigma);
+        range_check("model.memory.coreset", c, c > 0.0 && c <= 1.0, "(0, 1]")?;
+        range_check("model.memory.weight", w, (0.0..=1.0).contains(&w), "[0, 1]")?;
+        range_check(
+            "model.memory.blur_sigma",
+            b,
+            (0.0..=64.0).contains(&b),
+            "[0, 64]",
+        )?;
         if self.projection < 1 {
             return Err("model.memory.projection must be ≥ 1".into());
         }
