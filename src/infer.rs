@@ -6,7 +6,7 @@ use crate::bundle::{self, Meta};
 use crate::config::Config;
 use crate::error::UserError;
 use crate::model::backbone::{Backbone, BackboneKind};
-use crate::model::memory::PatchMemory;
+use crate::model::memory::{self, PatchMemory};
 use crate::model::realnet::RealNet;
 use image::RgbImage;
 use std::path::{Path, PathBuf};
@@ -60,8 +60,8 @@ impl Detector {
         let named = bundle::read_tensors(&mpath)?;
         bundle::load_vars(&vs, &named, &mpath)?;
         if config.model.memory.enabled {
-            let [_, c8, c16, _] = kind.feature_channels();
-            let m = PatchMemory::from_named(&named, &config.model.memory, c8 + c16, device)
+            let dim = memory::patch_dim(kind.feature_channels());
+            let m = PatchMemory::from_named(&named, &config.model.memory, dim, device)
                 .map_err(|e| UserError::BadModel(format!("{}: {e}", mpath.display())))?;
             net.set_memory(m);
         }

@@ -511,30 +511,30 @@ fn run_afs(ctx: &Ctx, fit: &[TrainImage]) -> anyhow::Result<Vec<Vec<i64>>> {
     Ok(scores.select(&cfg.model.afs_keep))
 }
 
+/// The backbone's features of the fit images, 16 at a time, each batch handed to `f`.
+fn over_fit<T>(ctx: &Ctx, fit: &[TrainImage], f: impl Fn(Vec<Tensor>) -> T) -> Vec<T> {
+    fit.chunks(16)
+        .map(|chunk| {
+            let imgs: Vec<&RgbImage> = chunk.iter().map(|t| &*t.rgb).collect();
+            tch::no_grad(|| f(backbone_features(ctx, &imgs)))
+        })
+        .collect()
+}
+
 /// AFS-selected features of every clean fit image, kept on the device (computed once; the
 /// official code recomputes them every step).
 fn clean_feature_cache(ctx: &Ctx, net: &RealNet, fit: &[TrainImage]) -> Vec<Tensor> {
-    let mut parts: Vec<Vec<Tensor>> = (0..4).map(|_| Vec::new()).collect();
-    for chunk in fit.chunks(16) {
-        let imgs: Vec<&RgbImage> = chunk.iter().map(|t| &*t.rgb).collect();
-        let sel = tch::no_grad(|| net.select(&backbone_features(ctx, &imgs)));
-        for (k, s) in sel.into_iter().enumerate() {
-            parts[k].push(s);
-        }
-    }
-    parts.iter().map(|p| Tensor::cat(p, 0)).collect()
+    let parts = over_fit(ctx, fit, |f| net.select(&f));
+    let blocks = parts.first().map_or(0, Vec::len);
+    (0..blocks)
+        .map(|k| Tensor::cat(&parts.iter().map(|p| &p[k]).collect::<Vec<_>>(), 0))
+        .collect()
 }
 
 /// The patch memory's bank from the patches of every fit image (beyond the paper; `model.memory`).
 /// Built after training: it depends only on the frozen backbone, and a resumed run builds it too.
 fn build_memory(ctx: &Ctx, fit: &[TrainImage]) -> PatchMemory {
-    let rows: Vec<Tensor> = fit
-        .chunks(16)
-        .map(|chunk| {
-            let imgs: Vec<&RgbImage> = chunk.iter().map(|t| &*t.rgb).collect();
-            tch::no_grad(|| memory::rows(&memory::embed(&backbone_features(ctx, &imgs))))
-        })
-        .collect();
+    let rows = over_fit(ctx, fit, |f| memory::rows(&memory::embed(&f)));
     PatchMemory::build(
         &Tensor::cat(&rows, 0),
         &ctx.cfg.model.memory,

@@ -73,6 +73,11 @@ pub struct PatchMemory {
     blur_sigma: f64,
 }
 
+/// D of [`embed`]'s patches for a backbone whose four blocks have `channels`.
+pub fn patch_dim(channels: [i64; 4]) -> i64 {
+    channels[1] + channels[2]
+}
+
 /// Locally aware patch features N×D×h×w from the backbone's four blocks (strides 4, 8, 16, 32).
 pub fn embed(features: &[Tensor]) -> Tensor {
     let pool = |t: &Tensor| t.avg_pool2d([3, 3], [1, 1], [1, 1], false, true, None::<i64>);
@@ -181,8 +186,9 @@ impl PatchMemory {
             let p = patches.size()[0];
             let d = patches.size()[1];
             let n = ((cfg.coreset * p as f64).ceil() as usize).clamp(1, p.max(1) as usize);
-            let gen_seed = (seed & 0x7fff_ffff_ffff_ffff) as i64;
-            tch::manual_seed(gen_seed);
+            // Seeds libtorch's global generator: called once training is over, so no later
+            // draw of the run depends on it.
+            tch::manual_seed((seed & 0x7fff_ffff_ffff_ffff) as i64);
             let proj = Tensor::randn([d, cfg.projection], (Kind::Float, patches.device()))
                 / (cfg.projection as f64).sqrt();
             let z = patches.matmul(&proj);

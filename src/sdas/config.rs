@@ -156,12 +156,9 @@ impl SdasConfig {
             return bad(format!("train.lr = {} must be positive", t.lr));
         }
         crate::optim::LrCurve::check(&t.lr_schedule).or_else(bad)?;
-        if !(0.0..1.0).contains(&t.ema_decay) {
-            return bad(format!(
-                "train.ema_decay = {} must be in [0, 1)",
-                t.ema_decay
-            ));
-        }
+        let e = t.ema_decay;
+        crate::config::range_check("train.ema_decay", e, (0.0..1.0).contains(&e), "[0, 1)")
+            .or_else(bad)?;
         if !(t.clip_grad_norm >= 0.0 && t.clip_grad_norm.is_finite()) {
             return bad(format!(
                 "train.clip_grad_norm = {} must be ≥ 0",
