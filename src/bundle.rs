@@ -35,6 +35,27 @@ pub struct Meta {
     pub train_seconds: f64,
     pub device: String,
     pub threshold: Threshold,
+    /// With a patch memory: the fusion weight in use and how each candidate did on the
+    /// validation data (absent in models without a memory and in older ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_weight: Option<WeightChoice>,
+}
+
+/// The patch memory's fusion weight, chosen on held-out normal images and synthetic anomalies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WeightChoice {
+    pub chosen: f64,
+    pub rule: String,
+    pub candidates: Vec<WeightCandidate>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WeightCandidate {
+    pub weight: f64,
+    /// Held-out normal images against synthetic anomalies, by image score.
+    pub image_auroc: f64,
+    /// Synthetic anomalies' masks against every other validation pixel.
+    pub pixel_auroc: f64,
 }
 
 /// Thresholds from held-out normal images and synthetic anomalies on them — never the test set.

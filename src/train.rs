@@ -2,7 +2,7 @@
 //! then reconstruction + segmentation training on synthetic anomalies, resumable checkpoints, and
 //! honest thresholds from held-out normal images and synthetic anomalies on them.
 use crate::batch;
-use crate::bundle::{self, Meta, ScoreStats, Threshold};
+use crate::bundle::{self, Meta, ScoreStats, Threshold, WeightCandidate, WeightChoice};
 use crate::config::Config;
 use crate::error::UserError;
 use crate::model::afs::AfsScores;
@@ -245,7 +245,10 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         );
         net.set_memory(m);
     }
-    let threshold = validate(&ctx, &net, &val)?;
+    let (threshold, memory_weight) = validate(&ctx, &mut net, &val)?;
+    if let Some(c) = &memory_weight {
+        tracing::info!("patch memory fusion weight {}", c.chosen);
+    }
     let mut named = bundle::named_vars(&vs);
     named.extend(net.memory().map(PatchMemory::named).unwrap_or_default());
     bundle::save_tensors(&opts.out.join(bundle::MODEL), &named)?;
@@ -269,6 +272,7 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         train_seconds: t0.elapsed().as_secs_f64(),
         device: crate::device::describe(opts.device),
         threshold,
+        memory_weight,
     };
     bundle::write_atomic(
         &opts.out.join(bundle::META),
@@ -544,7 +548,13 @@ fn build_memory(ctx: &Ctx, fit: &[TrainImage]) -> PatchMemory {
 
 /// Scores held-out normal images and synthetic anomalies made from them; the image threshold is
 /// the F1-optimal one between the two, the pixel threshold likewise over the synthetic masks.
-fn validate(ctx: &Ctx, net: &RealNet, val: &[TrainImage]) -> anyhow::Result<Threshold> {
+/// With a patch memory and `model.memory.auto_weight` the fusion weight is chosen on the same
+/// data first (`memory::choose_weight`) and set in `net`.
+fn validate(
+    ctx: &Ctx,
+    net: &mut RealNet,
+    val: &[TrainImage],
+) -> anyhow::Result<(Threshold, Option<WeightChoice>)> {
     let cfg = ctx.cfg;
     let per = cfg.train.val_anomalies_per_image.max(1);
     let seed = cfg.train.seed ^ SALT_VAL_SYNTH;
@@ -560,40 +570,97 @@ fn validate(ctx: &Ctx, net: &RealNet, val: &[TrainImage]) -> anyhow::Result<Thre
         })
         .collect();
     items.extend(synth);
-    let mut scores = Vec::new();
+    let mcfg = &cfg.model.memory;
+    let weights = match net.memory() {
+        Some(_) if mcfg.auto_weight => memory::weight_grid(),
+        Some(m) => vec![m.weight()],
+        None => vec![1.0],
+    };
+    // Image scores per candidate weight; the two parts of every 7th pixel (plenty for a
+    // threshold, and cheap), fused per candidate afterwards.
+    let mut scores = vec![Vec::new(); weights.len()];
     let mut labels = Vec::new();
-    let mut pix_scores = Vec::new();
-    let mut pix_labels = Vec::new();
+    let (mut pix_p, mut pix_q, mut pix_labels) = (Vec::new(), Vec::new(), Vec::new());
     for chunk in items.chunks(8) {
         let imgs: Vec<&RgbImage> = chunk.iter().map(|c| &c.0).collect();
-        let (maps, s) = predict_maps(ctx, net, &imgs);
-        for ((map, sc), (_, mask)) in maps.iter().zip(s).zip(chunk) {
-            scores.push(sc);
+        let (p, q) = net.component_maps(&backbone_features(ctx, &imgs));
+        for (s, &w) in scores.iter_mut().zip(&weights) {
+            let fused = memory::fuse_if(&p, q.as_ref(), w);
+            s.extend(host_f64(&realnet::image_scores(
+                &fused,
+                cfg.model.score_pool,
+            )));
+        }
+        let ph = batch::maps_to_host(&p);
+        let qh = q.as_ref().map(batch::maps_to_host);
+        for (i, (_, mask)) in chunk.iter().enumerate() {
             labels.push(mask.is_some());
-            // Every 7th pixel is plenty for a threshold and keeps this cheap.
-            for (i, &v) in map.iter().enumerate().step_by(7) {
-                pix_scores.push(v as f64);
-                pix_labels.push(mask.as_ref().is_some_and(|m| m.as_raw()[i] > 0));
+            for j in (0..ph[i].len()).step_by(7) {
+                pix_p.push(ph[i][j]);
+                if let Some(qh) = &qh {
+                    pix_q.push(qh[i][j]);
+                }
+                pix_labels.push(mask.as_ref().is_some_and(|m| m.as_raw()[j] > 0));
             }
         }
     }
-    let img = realnet_metrics::ranking_metrics(&scores, &labels);
-    let pix = realnet_metrics::ranking_metrics(&pix_scores, &pix_labels);
-    let normal: Vec<f64> = scores
+    let pix_p = Tensor::from_slice(&pix_p);
+    let pix_q = (!pix_q.is_empty()).then(|| Tensor::from_slice(&pix_q));
+    let evals: Vec<_> = weights
         .iter()
-        .zip(&labels)
-        .filter(|(_, &l)| !l)
-        .map(|(&s, _)| s)
+        .zip(&scores)
+        .map(|(&w, s)| {
+            let pix = host_f64(&memory::fuse_if(&pix_p, pix_q.as_ref(), w));
+            (
+                realnet_metrics::ranking_metrics(s, &labels),
+                realnet_metrics::ranking_metrics(&pix, &pix_labels),
+            )
+        })
         .collect();
-    let synthetic: Vec<f64> = scores
+    let table: Vec<WeightCandidate> = weights
         .iter()
-        .zip(&labels)
-        .filter(|(_, &l)| l)
-        .map(|(&s, _)| s)
+        .zip(&evals)
+        .map(|(&weight, (img, pix))| WeightCandidate {
+            weight,
+            image_auroc: img.auroc.unwrap_or(0.5),
+            pixel_auroc: pix.auroc.unwrap_or(0.5),
+        })
         .collect();
-    let image_t = img.f1_threshold.unwrap_or(0.5);
-    Ok(Threshold {
-        image: image_t,
+    let triples: Vec<_> = table
+        .iter()
+        .map(|c| (c.weight, c.image_auroc, c.pixel_auroc))
+        .collect();
+    let k = memory::choose_weight(&triples, mcfg.weight).unwrap_or(0);
+    let choice = net.memory_mut().map(|m| {
+        m.set_weight(weights[k]);
+        WeightChoice {
+            chosen: weights[k],
+            rule: if weights.len() > 1 {
+                format!(
+                    "highest mean of image and pixel validation AUROC; within {} of it, the \
+                     one closest to model.memory.weight = {}",
+                    memory::WEIGHT_TIE,
+                    mcfg.weight
+                )
+            } else {
+                "model.memory.weight (model.memory.auto_weight is off)".into()
+            },
+            candidates: table.clone(),
+        }
+    });
+    let (img, pix) = &evals[k];
+    let scores = &scores[k];
+    let pick = |anomalous: bool| -> Vec<f64> {
+        scores
+            .iter()
+            .zip(&labels)
+            .filter(|(_, &l)| l == anomalous)
+            .map(|(&s, _)| s)
+            .collect()
+    };
+    let (normal, synthetic) = (pick(false), pick(true));
+    let threshold = Threshold {
+        image: img.f1_threshold.unwrap_or(0.5),
         pixel: pix.f1_threshold.unwrap_or(0.5),
         method: format!(
             "F1-optimal between {} held-out normal images and {} synthetic anomalies on them",
@@ -603,21 +670,17 @@ fn validate(ctx: &Ctx, net: &RealNet, val: &[TrainImage]) -> anyhow::Result<Thre
         val_normal: ScoreStats::of(&normal),
         val_synthetic: ScoreStats::of(&synthetic),
         val_auroc: img.auroc,
-    })
+    };
+    Ok((threshold, choice))
 }
 
-/// Eval-mode maps (host, row-major S×S) and image scores of a batch.
-fn predict_maps(ctx: &Ctx, net: &RealNet, imgs: &[&RgbImage]) -> (Vec<Vec<f32>>, Vec<f64>) {
-    tch::no_grad(|| {
-        let (maps, scores) =
-            net.maps_and_scores(&backbone_features(ctx, imgs), ctx.cfg.model.score_pool);
-        let s: Vec<f64> = Vec::<f32>::try_from(scores.to_device(Device::Cpu).to_kind(Kind::Float))
-            .unwrap_or_default()
-            .into_iter()
-            .map(f64::from)
-            .collect();
-        (batch::maps_to_host(&maps), s)
-    })
+/// A float tensor's values on the host as f64.
+fn host_f64(t: &Tensor) -> Vec<f64> {
+    Vec::<f32>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))
+        .unwrap_or_default()
+        .into_iter()
+        .map(f64::from)
+        .collect()
 }
 
 fn save_checkpoint(out: &Path, vs: &nn::VarStore, adam: &Adam, step: usize) -> anyhow::Result<()> {

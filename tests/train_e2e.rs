@@ -202,6 +202,30 @@ fn train_resume_test_predict() {
         48 + 120,
         "Lite2 strides 8 + 16"
     );
+    // The fusion weight chosen on the validation data is in meta.json with every candidate, and
+    // the one in the model is what inference uses.
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("meta.json")).unwrap()).unwrap();
+    let chosen = meta["memory_weight"]["chosen"].as_f64().unwrap();
+    assert_eq!(
+        meta["memory_weight"]["candidates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        11
+    );
+    let stored = named["memory.weight"].double_value(&[0]);
+    assert!((stored - chosen).abs() < 1e-6, "{stored} vs {chosen}");
+    let other = if chosen > 0.5 { 0.0f32 } else { 1.0 };
+    let reweighted: Vec<(String, tch::Tensor)> = named
+        .iter()
+        .map(|(k, t)| match k.as_str() {
+            "memory.weight" => (k.clone(), tch::Tensor::from_slice(&[other])),
+            _ => (k.clone(), t.shallow_clone()),
+        })
+        .collect();
+    realnet::bundle::save_tensors(&moved.join("model.safetensors"), &reweighted).unwrap();
+    assert_ne!(scores(&moved), here, "the stored weight is not used");
     named.remove("memory.bank");
     let named: Vec<(String, tch::Tensor)> = named.into_iter().collect();
     realnet::bundle::save_tensors(&moved.join("model.safetensors"), &named).unwrap();

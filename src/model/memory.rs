@@ -22,7 +22,12 @@ pub struct MemoryConfig {
     /// Share of the training patches the greedy coreset keeps.
     pub coreset: f64,
     /// RealNet's exponent in the fused map p^w · q^(1−w) (1: RealNet alone, 0: the memory alone).
+    /// With `auto_weight` it only breaks ties between equally good candidates.
     pub weight: f64,
+    /// Choose the weight on the validation data (held-out normal images and synthetic anomalies
+    /// on them) from 0, 0.1, …, 1 instead of using `weight`. Configs saved before the key: off.
+    #[serde(default)]
+    pub auto_weight: bool,
     /// σ (pixels at the network size) of the Gaussian blur of the distance map; 0 = none.
     pub blur_sigma: f64,
     /// Dimension of the random projection the coreset is selected on.
@@ -35,6 +40,7 @@ impl Default for MemoryConfig {
             enabled: false,
             coreset: 0.01,
             weight: 0.5,
+            auto_weight: false,
             blur_sigma: 4.0,
             projection: 128,
         }
@@ -63,6 +69,9 @@ impl MemoryConfig {
 /// Tensor names in `model.safetensors`.
 pub const BANK: &str = "memory.bank";
 pub const SCALE: &str = "memory.scale";
+/// The fusion weight in use (the chosen one with `auto_weight`); models saved before it have the
+/// config's.
+pub const WEIGHT: &str = "memory.weight";
 
 /// The bank and the distance that counts as typical for a normal patch (the map's unit).
 #[derive(Debug)]
@@ -179,6 +188,36 @@ pub fn fuse(p: &Tensor, q: &Tensor, weight: f64) -> Tensor {
     &x / (&x + 1.0)
 }
 
+/// RealNet's map fused with the memory's when there is one, else RealNet's alone.
+pub fn fuse_if(p: &Tensor, q: Option<&Tensor>, weight: f64) -> Tensor {
+    q.map_or_else(|| p.shallow_clone(), |q| fuse(p, q, weight))
+}
+
+/// The candidates `auto_weight` tries: RealNet's exponent 0, 0.1, …, 1.
+pub fn weight_grid() -> Vec<f64> {
+    (0..=10).map(|i| f64::from(i) / 10.0).collect()
+}
+
+/// Two validation AUROCs closer than this are a tie (a few validation images are noise).
+pub const WEIGHT_TIE: f64 = 0.001;
+
+/// Index of the best candidate by the mean of image and pixel validation AUROC; among those
+/// within [`WEIGHT_TIE`] of the best, the one closest to `prior` (the configured weight), so that
+/// a category where both parts are perfect on synthetic anomalies keeps the prior.
+pub fn choose_weight(candidates: &[(f64, f64, f64)], prior: f64) -> Option<usize> {
+    let merit = |c: &(f64, f64, f64)| (c.1 + c.2) / 2.0;
+    let best = candidates
+        .iter()
+        .map(merit)
+        .fold(f64::NEG_INFINITY, f64::max);
+    (0..candidates.len())
+        .filter(|&i| merit(&candidates[i]) >= best - WEIGHT_TIE)
+        .min_by(|&a, &b| {
+            let d = |i: usize| (candidates[i].0 - prior).abs();
+            d(a).total_cmp(&d(b))
+        })
+}
+
 impl PatchMemory {
     /// Builds the bank from the patch rows of the training images (P×D), seeded.
     pub fn build(patches: &Tensor, cfg: &MemoryConfig, seed: u64) -> PatchMemory {
@@ -240,6 +279,15 @@ impl PatchMemory {
         )
     }
 
+    pub fn weight(&self) -> f64 {
+        self.weight
+    }
+
+    /// Replaces the fusion weight (the one chosen on validation data).
+    pub fn set_weight(&mut self, weight: f64) {
+        self.weight = weight;
+    }
+
     /// The tensors saved in `model.safetensors`.
     pub fn named(&self) -> Vec<(String, Tensor)> {
         vec![
@@ -247,6 +295,10 @@ impl PatchMemory {
             (
                 SCALE.into(),
                 Tensor::from_slice(&[self.scale as f32]).to_kind(Kind::Float),
+            ),
+            (
+                WEIGHT.into(),
+                Tensor::from_slice(&[self.weight as f32]).to_kind(Kind::Float),
             ),
         ]
     }
@@ -278,10 +330,18 @@ impl PatchMemory {
         if !(scale.is_finite() && scale > 0.0) {
             return Err(format!("'{SCALE}' must be one positive number"));
         }
+        let weight = match named.get(WEIGHT) {
+            Some(w) if w.numel() == 1 => w.double_value(&[0]),
+            Some(_) => f64::NAN,
+            None => cfg.weight,
+        };
+        if !(0.0..=1.0).contains(&weight) {
+            return Err(format!("'{WEIGHT}' must be one number in [0, 1]"));
+        }
         Ok(PatchMemory {
             bank: bank.to_kind(Kind::Float).to_device(device),
             scale,
-            weight: cfg.weight,
+            weight,
             blur_sigma: cfg.blur_sigma,
         })
     }
@@ -393,6 +453,26 @@ mod tests {
     }
 
     #[test]
+    fn weight_choice_prefers_merit_then_the_prior() {
+        let grid = weight_grid();
+        assert_eq!(grid.len(), 11);
+        assert_eq!((grid[0], grid[5], grid[10]), (0.0, 0.5, 1.0));
+        // A clear winner wins whatever the prior.
+        let c = [(0.0, 0.99, 0.95), (0.5, 0.95, 0.95), (1.0, 0.90, 0.97)];
+        assert_eq!(choose_weight(&c, 0.5), Some(0));
+        // Within the tie band the candidate nearest the prior.
+        let c = [(0.0, 0.9995, 0.99), (0.5, 0.999, 0.99), (1.0, 0.9999, 0.99)];
+        assert_eq!(choose_weight(&c, 0.5), Some(1));
+        assert_eq!(choose_weight(&c, 0.9), Some(2));
+        assert_eq!(choose_weight(&[], 0.5), None);
+        // Without a memory the map is RealNet's whatever the weight.
+        let p = Tensor::from_slice(&[0.2f32, 0.7]);
+        assert!(fuse_if(&p, None, 0.0).equal(&p));
+        let q = Tensor::from_slice(&[1f32, 3.]);
+        assert!(fuse_if(&p, Some(&q), 0.3).equal(&fuse(&p, &q, 0.3)));
+    }
+
+    #[test]
     fn bank_round_trips_and_bad_banks_are_refused() {
         tch::manual_seed(1);
         let patches = Tensor::randn([500, 6], (Kind::Float, Device::Cpu));
@@ -414,5 +494,18 @@ mod tests {
         assert!(e.contains("[n, 7]"), "{e}");
         let e = PatchMemory::from_named(&Default::default(), &cfg, 6, Device::Cpu).unwrap_err();
         assert!(e.contains("missing tensor 'memory.bank'"), "{e}");
+        // A chosen weight travels in the model, overriding the config's; without it the config's.
+        let mut chosen = PatchMemory::build(&patches, &cfg, 9);
+        chosen.set_weight(0.2);
+        let mut named: std::collections::HashMap<String, Tensor> =
+            chosen.named().into_iter().collect();
+        let back = PatchMemory::from_named(&named, &cfg, 6, Device::Cpu).unwrap();
+        assert!((back.weight() - 0.2).abs() < 1e-6 && cfg.weight == 0.5);
+        named.insert(WEIGHT.into(), Tensor::from_slice(&[1.5f32]));
+        let e = PatchMemory::from_named(&named, &cfg, 6, Device::Cpu).unwrap_err();
+        assert!(e.contains("'memory.weight'"), "{e}");
+        named.remove(WEIGHT);
+        let back = PatchMemory::from_named(&named, &cfg, 6, Device::Cpu).unwrap();
+        assert_eq!(back.weight(), 0.5);
     }
 }

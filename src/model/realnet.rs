@@ -157,6 +157,25 @@ impl RealNet {
             (maps, scores)
         })
     }
+
+    /// The unfused parts of the map: RealNet's own probability map and, with a memory, its
+    /// distance map (both N×S×S) — what choosing the fusion weight needs.
+    pub fn component_maps(&self, features: &[Tensor]) -> (Tensor, Option<Tensor>) {
+        tch::no_grad(|| {
+            let out = self.forward_t(&self.select(features), false);
+            let p = anomaly_map(&out.logits);
+            let size = p.size()[1];
+            let q = self
+                .memory
+                .as_ref()
+                .map(|m| m.distance_maps(features, size));
+            (p, q)
+        })
+    }
+
+    pub fn memory_mut(&mut self) -> Option<&mut PatchMemory> {
+        self.memory.as_mut()
+    }
 }
 
 /// The anomaly map: softmax probability of the anomalous class, N×S×S.
