@@ -1,6 +1,7 @@
 //! `realnet test`: the category's test split through [`crate::infer::Detector`], metrics from
 //! `realnet-metrics` (the same code as `realnet metrics`), optional `.npy` maps, overlays and the HTML
 //! report (`realnet-report`).
+use crate::bundle::WeightChoice;
 use crate::infer::{Detector, Prediction};
 use crate::overlay;
 use anyhow::Context;
@@ -222,6 +223,11 @@ fn metadata(det: &Detector, opts: &TestOptions) -> Vec<(String, String)> {
             ),
         ),
         ("seed".to_string(), m.seed.to_string()),
+    ];
+    if let Some(c) = &m.memory_weight {
+        out.push(("patch memory".to_string(), memory_row(c)));
+    }
+    out.extend([
         ("training steps".to_string(), m.steps.to_string()),
         (
             "training images".to_string(),
@@ -247,11 +253,32 @@ fn metadata(det: &Detector, opts: &TestOptions) -> Vec<(String, String)> {
         ),
         ("training data".to_string(), m.data.display().to_string()),
         ("test data".to_string(), opts.data.display().to_string()),
-    ];
+    ]);
     if let Some(r) = &opts.run {
         out.push(("run".to_string(), r.display().to_string()));
     }
     out
+}
+
+/// The patch memory's fusion weight, how it was chosen and what the validation data said of each
+/// candidate — so a user can see how close the call was.
+fn memory_row(c: &WeightChoice) -> String {
+    let table: Vec<String> = c
+        .candidates
+        .iter()
+        .map(|k| {
+            format!(
+                "{:.1}: {:.4} / {:.4}",
+                k.weight, k.image_auroc, k.pixel_auroc
+            )
+        })
+        .collect();
+    format!(
+        "map = p^w · q^(1−w), RealNet's weight w = {} ({}); validation image / pixel AUROC by w: {}",
+        c.chosen,
+        c.rule,
+        table.join(", ")
+    )
 }
 
 /// Renders the page and writes `dir/report.html` atomically.
@@ -317,6 +344,33 @@ pub fn save_png_atomic(img: &RgbImage, path: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bundle::WeightCandidate;
+
+    #[test]
+    fn memory_row_names_the_weight_and_every_candidate() {
+        let c = WeightChoice {
+            chosen: 0.2,
+            rule: "best".into(),
+            candidates: vec![
+                WeightCandidate {
+                    weight: 0.0,
+                    image_auroc: 0.99,
+                    pixel_auroc: 0.87,
+                },
+                WeightCandidate {
+                    weight: 0.2,
+                    image_auroc: 0.988,
+                    pixel_auroc: 0.9246,
+                },
+            ],
+        };
+        let r = memory_row(&c);
+        assert!(r.contains("w = 0.2 (best)"), "{r}");
+        assert!(
+            r.ends_with("0.0: 0.9900 / 0.8700, 0.2: 0.9880 / 0.9246"),
+            "{r}"
+        );
+    }
 
     #[test]
     fn report_is_written_atomically_into_a_new_folder() {
