@@ -215,7 +215,7 @@ fn train_resume_test_predict() {
         11
     );
     let stored = named["memory.weight"].double_value(&[0]);
-    assert!((stored - chosen).abs() < 1e-6, "{stored} vs {chosen}");
+    assert_eq!(stored, chosen);
     let other = if chosen > 0.5 { 0.0f32 } else { 1.0 };
     let reweighted: Vec<(String, tch::Tensor)> = named
         .iter()

@@ -296,10 +296,8 @@ impl PatchMemory {
                 SCALE.into(),
                 Tensor::from_slice(&[self.scale as f32]).to_kind(Kind::Float),
             ),
-            (
-                WEIGHT.into(),
-                Tensor::from_slice(&[self.weight as f32]).to_kind(Kind::Float),
-            ),
+            // f64, so inference fuses with exactly the weight validation chose.
+            (WEIGHT.into(), Tensor::from_slice(&[self.weight])),
         ]
     }
 
@@ -500,7 +498,7 @@ mod tests {
         let mut named: std::collections::HashMap<String, Tensor> =
             chosen.named().into_iter().collect();
         let back = PatchMemory::from_named(&named, &cfg, 6, Device::Cpu).unwrap();
-        assert!((back.weight() - 0.2).abs() < 1e-6 && cfg.weight == 0.5);
+        assert!(back.weight() == 0.2 && cfg.weight == 0.5);
         named.insert(WEIGHT.into(), Tensor::from_slice(&[1.5f32]));
         let e = PatchMemory::from_named(&named, &cfg, 6, Device::Cpu).unwrap_err();
         assert!(e.contains("'memory.weight'"), "{e}");
