@@ -269,16 +269,6 @@ impl PatchMemory {
         })
     }
 
-    /// RealNet's probability maps (N×S×S) fused with the distance maps of the same images.
-    pub fn fuse_maps(&self, realnet_maps: &Tensor, features: &[Tensor]) -> Tensor {
-        let size = realnet_maps.size()[1];
-        fuse(
-            realnet_maps,
-            &self.distance_maps(features, size),
-            self.weight,
-        )
-    }
-
     pub fn weight(&self) -> f64 {
         self.weight
     }
