@@ -473,9 +473,77 @@ fn set_path(root: &mut toml::Value, key: &str, v: toml::Value) -> Result<(), Str
     Err(format!("empty key '{key}'"))
 }
 
+/// Keys that do not change what a run computes (how often it checkpoints, whether the clean
+/// features are cached: the same values), so a resumed run may differ in them.
+pub const RESUME_FREE: [&str; 2] = ["train.checkpoint_every", "train.cache_clean_features"];
+
+/// Every key under `name` whose value differs between a run's saved configuration section and
+/// the one given to resume it, as `key: saved X, given Y`, except the keys in `free`.
+pub fn differences<T: Serialize>(name: &str, saved: &T, given: &T, free: &[&str]) -> Vec<String> {
+    fn walk(
+        key: &str,
+        a: &serde_json::Value,
+        b: &serde_json::Value,
+        free: &[&str],
+        out: &mut Vec<String>,
+    ) {
+        use serde_json::Value::{Null, Object};
+        match (a, b) {
+            (Object(x), Object(y)) => {
+                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let (va, vb) = (x.get(k).unwrap_or(&Null), y.get(k).unwrap_or(&Null));
+                    walk(&format!("{key}.{k}"), va, vb, free, out);
+                }
+            }
+            _ if a != b && !free.contains(&key) => out.push(format!("{key}: saved {a}, given {b}")),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let (Ok(a), Ok(b)) = (serde_json::to_value(saved), serde_json::to_value(given)) {
+        walk(name, &a, &b, free, &mut out);
+    }
+    out
+}
+
+/// What differs between a detector run's saved configuration and the one given to resume it
+/// (empty: the run can continue as it started).
+pub fn resume_differences(saved: &Config, given: &Config) -> Vec<String> {
+    let mut d = differences("model", &saved.model, &given.model, &RESUME_FREE);
+    d.extend(differences(
+        "train",
+        &saved.train,
+        &given.train,
+        &RESUME_FREE,
+    ));
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resume_differences_name_every_changed_key_but_the_harmless_ones() {
+        let saved = Config::preset("lite").unwrap();
+        assert!(resume_differences(&saved, &saved).is_empty());
+        let mut given = saved.clone();
+        given.train.seed = 101;
+        given.model.memory.weight = 0.3;
+        given.train.checkpoint_every += 1;
+        given.train.cache_clean_features = !given.train.cache_clean_features;
+        let d = resume_differences(&saved, &given);
+        assert_eq!(
+            d,
+            vec![
+                "model.memory.weight: saved 0.5, given 0.3".to_string(),
+                format!("train.seed: saved {}, given 101", saved.train.seed),
+            ]
+        );
+    }
 
     #[test]
     fn presets_validate_and_round_trip() {

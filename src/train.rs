@@ -291,10 +291,15 @@ fn prepare_out(opts: &TrainOptions) -> anyhow::Result<()> {
     bundle::open_run_dir(out, opts.resume)?;
     if opts.resume {
         if let Ok(saved) = Config::load(&out.join(bundle::CONFIG)) {
-            if saved.model != opts.config.model {
+            // A resumed run must continue the run that was started: another seed would change its
+            // later batches, its validation split and its bank without a word.
+            let diff = crate::config::resume_differences(&saved, &opts.config);
+            if !diff.is_empty() {
                 return Err(UserError::BadModel(format!(
-                    "{}: the saved model configuration differs from this one; resume with the same preset/config",
-                    out.join(bundle::CONFIG).display()
+                    "{}: the run was started with another configuration ({}); resume with the \
+                     same preset, --config and --set values",
+                    out.join(bundle::CONFIG).display(),
+                    diff.join("; ")
                 ))
                 .into());
             }

@@ -66,6 +66,11 @@ fn train_resume_test_predict() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
+    // Resuming with another seed would silently continue another run: refused, naming the key.
+    let other = train(&data, &a, &["--resume", "--set", "train.seed=99"]);
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert_eq!(other.status.code(), Some(4), "{err}");
+    assert!(err.contains("train.seed: saved"), "{err}");
     ok(&train(&data, &a, &["--resume"]));
     // …ends with the same model as an uninterrupted run.
     let b = tmp.path().join("b");

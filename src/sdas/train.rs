@@ -172,10 +172,21 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
     cfg.model.num_classes = categories.len() as i64;
     if opts.resume {
         if let Ok(saved) = SdasConfig::load(&out.join(bundle::CONFIG)) {
-            if saved.model != cfg.model || saved.diffusion != cfg.diffusion {
+            use crate::config::{differences, RESUME_FREE};
+            let mut diff = differences("model", &saved.model, &cfg.model, &RESUME_FREE);
+            diff.extend(differences(
+                "diffusion",
+                &saved.diffusion,
+                &cfg.diffusion,
+                &[],
+            ));
+            diff.extend(differences("train", &saved.train, &cfg.train, &RESUME_FREE));
+            if !diff.is_empty() {
                 return Err(UserError::BadModel(format!(
-                    "{}: the saved model configuration differs from this one; resume with the same preset, config and --data",
-                    out.join(bundle::CONFIG).display()
+                    "{}: the run was started with another configuration ({}); resume with the \
+                     same preset, --config, --set values and --data",
+                    out.join(bundle::CONFIG).display(),
+                    diff.join("; ")
                 ))
                 .into());
             }
