@@ -47,6 +47,19 @@ pub struct WeightChoice {
     pub chosen: f64,
     pub rule: String,
     pub candidates: Vec<WeightCandidate>,
+    /// Mean and standard deviation of ln p (RealNet) and ln q (memory) on the held-out normal
+    /// images' pixels, which standardise both before they are weighted (absent in older models:
+    /// they fuse unstandardised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<FusionBalance>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FusionBalance {
+    pub log_p_mean: f64,
+    pub log_p_sd: f64,
+    pub log_q_mean: f64,
+    pub log_q_sd: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

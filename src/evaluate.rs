@@ -273,8 +273,16 @@ fn memory_row(c: &WeightChoice) -> String {
             )
         })
         .collect();
+    let form = match &c.balance {
+        Some(b) => format!(
+            "map = logistic(w·(ln p − {:.3}) / {:.3} + (1−w)·(ln q − {:.3}) / {:.3}) (both logs \
+             standardised on held-out normal pixels)",
+            b.log_p_mean, b.log_p_sd, b.log_q_mean, b.log_q_sd
+        ),
+        None => "map = p^w · q^(1−w)".into(),
+    };
     format!(
-        "map = p^w · q^(1−w), RealNet's weight w = {} ({}); validation image / pixel AUROC by w: {}",
+        "{form}, RealNet's weight w = {} ({}); validation image / pixel AUROC by w: {}",
         c.chosen,
         c.rule,
         table.join(", ")
@@ -363,11 +371,30 @@ mod tests {
                     pixel_auroc: 0.9246,
                 },
             ],
+            balance: None,
         };
         let r = memory_row(&c);
         assert!(r.contains("w = 0.2 (best)"), "{r}");
         assert!(
             r.ends_with("0.0: 0.9900 / 0.8700, 0.2: 0.9880 / 0.9246"),
+            "{r}"
+        );
+        assert!(r.starts_with("map = p^w · q^(1−w),"), "{r}");
+        // A balanced model shows the standardisation it fuses with.
+        let balanced = WeightChoice {
+            balance: Some(crate::bundle::FusionBalance {
+                log_p_mean: -7.0258,
+                log_p_sd: 1.6046,
+                log_q_mean: 0.1183,
+                log_q_sd: 0.1213,
+            }),
+            ..c
+        };
+        let r = memory_row(&balanced);
+        assert!(
+            r.starts_with(
+                "map = logistic(w·(ln p − -7.026) / 1.605 + (1−w)·(ln q − 0.118) / 0.121)"
+            ),
             "{r}"
         );
     }

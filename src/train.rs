@@ -2,12 +2,14 @@
 //! then reconstruction + segmentation training on synthetic anomalies, resumable checkpoints, and
 //! honest thresholds from held-out normal images and synthetic anomalies on them.
 use crate::batch;
-use crate::bundle::{self, Meta, ScoreStats, Threshold, WeightCandidate, WeightChoice};
+use crate::bundle::{
+    self, FusionBalance, Meta, ScoreStats, Threshold, WeightCandidate, WeightChoice,
+};
 use crate::config::Config;
 use crate::error::UserError;
 use crate::model::afs::AfsScores;
 use crate::model::backbone::{Backbone, BackboneKind};
-use crate::model::memory::{self, PatchMemory};
+use crate::model::memory::{self, Balance, PatchMemory};
 use crate::model::realnet::{self, RealNet};
 use crate::optim::Adam;
 use crate::sampling::{self, SynthSource};
@@ -581,32 +583,52 @@ fn validate(
         Some(m) => vec![m.weight()],
         None => vec![1.0],
     };
-    // Image scores per candidate weight; the two parts of every 7th pixel (plenty for a
-    // threshold, and cheap), fused per candidate afterwards.
+    // Every PIXEL_STEP-th pixel: plenty for a threshold and the statistics, and cheap.
+    const PIXEL_STEP: i64 = 7;
+    let sampled = |t: &Tensor| host_f64(&t.flatten(0, -1).slice(0, 0, None, PIXEL_STEP));
+    let features = |chunk: &[(RgbImage, Option<GrayImage>)]| {
+        let imgs: Vec<&RgbImage> = chunk.iter().map(|c| &c.0).collect();
+        backbone_features(ctx, &imgs)
+    };
+    // The two parts' balance from the held-out normal images, before any candidate is scored.
+    let balance = match net.memory() {
+        None => Balance::IDENTITY,
+        Some(_) => {
+            let (mut p, mut q) = (Vec::new(), Vec::new());
+            for chunk in items[..val.len()].chunks(8) {
+                let (pm, qm) = net.component_maps(&features(chunk));
+                p.extend(sampled(&pm));
+                q.extend(qm.as_ref().map(sampled).unwrap_or_default());
+            }
+            Balance::of_normal(&p, &q)
+        }
+    };
+    // Image scores per candidate weight; the two parts of the sampled pixels, fused per
+    // candidate afterwards.
     let mut scores = vec![Vec::new(); weights.len()];
     let mut labels = Vec::new();
     let (mut pix_p, mut pix_q, mut pix_labels) = (Vec::new(), Vec::new(), Vec::new());
     for chunk in items.chunks(8) {
-        let imgs: Vec<&RgbImage> = chunk.iter().map(|c| &c.0).collect();
-        let (p, q) = net.component_maps(&backbone_features(ctx, &imgs));
+        let (p, q) = net.component_maps(&features(chunk));
         for (s, &w) in scores.iter_mut().zip(&weights) {
-            let fused = memory::fuse_if(&p, q.as_ref(), w);
+            let fused = memory::fuse_if(&p, q.as_ref(), w, &balance);
             s.extend(host_f64(&realnet::image_scores(
                 &fused,
                 cfg.model.score_pool,
             )));
         }
-        let ph = batch::maps_to_host(&p);
-        let qh = q.as_ref().map(batch::maps_to_host);
+        let pixels = (p.size()[1] * p.size()[2]) as usize;
         for (i, (_, mask)) in chunk.iter().enumerate() {
             labels.push(mask.is_some());
-            for j in (0..ph[i].len()).step_by(7) {
-                pix_p.push(ph[i][j]);
-                if let Some(qh) = &qh {
-                    pix_q.push(qh[i][j]);
-                }
-                pix_labels.push(mask.as_ref().is_some_and(|m| m.as_raw()[j] > 0));
+            pix_p.extend(sampled(&p.get(i as i64)));
+            if let Some(q) = &q {
+                pix_q.extend(sampled(&q.get(i as i64)));
             }
+            pix_labels.extend(
+                (0..pixels)
+                    .step_by(PIXEL_STEP as usize)
+                    .map(|j| mask.as_ref().is_some_and(|m| m.as_raw()[j] > 0)),
+            );
         }
     }
     let pix_p = Tensor::from_slice(&pix_p);
@@ -615,7 +637,7 @@ fn validate(
         .iter()
         .zip(&scores)
         .map(|(&w, s)| {
-            let pix = host_f64(&memory::fuse_if(&pix_p, pix_q.as_ref(), w));
+            let pix = host_f64(&memory::fuse_if(&pix_p, pix_q.as_ref(), w, &balance));
             (
                 realnet_metrics::ranking_metrics(s, &labels),
                 realnet_metrics::ranking_metrics(&pix, &pix_labels),
@@ -637,7 +659,7 @@ fn validate(
         .collect();
     let k = memory::choose_weight(&triples, mcfg.weight).unwrap_or(0);
     let choice = net.memory_mut().map(|m| {
-        m.set_weight(weights[k]);
+        m.set_fusion(weights[k], balance);
         WeightChoice {
             chosen: weights[k],
             rule: if weights.len() > 1 {
@@ -651,6 +673,12 @@ fn validate(
                 "model.memory.weight (model.memory.auto_weight is off)".into()
             },
             candidates: table.clone(),
+            balance: Some(FusionBalance {
+                log_p_mean: balance.log_p.0,
+                log_p_sd: balance.log_p.1,
+                log_q_mean: balance.log_q.0,
+                log_q_sd: balance.log_q.1,
+            }),
         }
     });
     let (img, pix) = &evals[k];

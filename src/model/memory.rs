@@ -4,8 +4,9 @@
 //! RealNet's discriminator reads reconstruction residuals and misses what a residual does not show
 //! (a whole region recoloured: bottle's contamination); a nearest-neighbour distance to normal
 //! patches misses what it shows weakly but is sharp where the discriminator is vague. Their errors
-//! differ, so the geometric mean of the two maps beats both (bottle, docs/results.md). Everything
-//! here is computed from the same frozen backbone pass the detector already makes.
+//! differ, so a weighted mean of the two log maps, each standardised on normal pixels, beats both
+//! (bottle, docs/results.md). Everything here is computed from the same frozen backbone pass the
+//! detector already makes.
 //!
 //! Patch features as PatchCore: strides 8 and 16, 3×3 average pooled, the stride-16 map upsampled
 //! (bilinear) and concatenated. The bank is a greedy k-center coreset of the training images'
@@ -21,7 +22,8 @@ pub struct MemoryConfig {
     pub enabled: bool,
     /// Share of the training patches the greedy coreset keeps.
     pub coreset: f64,
-    /// RealNet's exponent in the fused map p^w · q^(1−w) (1: RealNet alone, 0: the memory alone).
+    /// RealNet's share w of the fused map (1: RealNet alone, 0: the memory alone; see [`fuse`]:
+    /// both log maps standardised on held-out normal pixels, so ½ weighs them equally).
     /// With `auto_weight` it only breaks ties between equally good candidates.
     pub weight: f64,
     /// Choose the weight on the validation data (held-out normal images and synthetic anomalies
@@ -72,6 +74,8 @@ pub const SCALE: &str = "memory.scale";
 /// The fusion weight in use (the chosen one with `auto_weight`); models saved before it have the
 /// config's.
 pub const WEIGHT: &str = "memory.weight";
+/// The fusion's [`Balance`] (μ_p, σ_p, μ_q, σ_q); models saved before it fuse unstandardised.
+pub const BALANCE: &str = "memory.balance";
 
 /// The bank and the distance that counts as typical for a normal patch (the map's unit).
 #[derive(Debug)]
@@ -79,6 +83,7 @@ pub struct PatchMemory {
     bank: Tensor,
     scale: f64,
     weight: f64,
+    balance: Balance,
     blur_sigma: f64,
 }
 
@@ -178,22 +183,65 @@ pub fn gaussian_blur(x: &Tensor, sigma: f64) -> Tensor {
     conv(&horiz, k.reshape([1, 1, len, 1]))
 }
 
-/// The fused map: x = p^w · q^(1−w) (the geometric mean for w = ½; scale-free in q, so the
-/// ranking does not depend on `scale`), then x / (1 + x), which keeps the ranking and brings the
-/// map into [0, 1) for the fixed overlay scale and the score normalisation.
-pub fn fuse(p: &Tensor, q: &Tensor, weight: f64) -> Tensor {
-    const FLOOR: f64 = 1e-6;
-    let x = p.clamp_min(FLOOR).pow_tensor_scalar(weight)
-        * q.clamp_min(FLOOR).pow_tensor_scalar(1.0 - weight);
-    &x / (&x + 1.0)
+/// Where the two maps' logarithms sit on normal pixels: mean and standard deviation of ln p and
+/// ln q over the held-out normal images. RealNet's ln p spreads over several units on normal
+/// pixels while the memory's ln q spreads over a tenth of one (bottle and tiles alike), so in the
+/// raw geometric mean any w > 0 lets RealNet decide the ranking; standardised, w is the share each
+/// part really has.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Balance {
+    pub log_p: (f64, f64),
+    pub log_q: (f64, f64),
+}
+
+impl Balance {
+    /// No standardisation: the plain weighted geometric mean (models saved before the balance).
+    pub const IDENTITY: Balance = Balance {
+        log_p: (0.0, 1.0),
+        log_q: (0.0, 1.0),
+    };
+
+    /// The balance of normal pixels' values of the two maps (the same pixels, any order).
+    pub fn of_normal(p: &[f64], q: &[f64]) -> Balance {
+        let stats = |v: &[f64]| {
+            let n = v.len().max(1) as f64;
+            let logs = v.iter().map(|&x| x.max(FLOOR).ln());
+            let mean = logs.clone().sum::<f64>() / n;
+            let var = logs.map(|l| (l - mean).powi(2)).sum::<f64>() / n;
+            // A constant map (a part that says nothing on normals) must not divide by zero.
+            (mean, var.sqrt().max(1e-6))
+        };
+        Balance {
+            log_p: stats(p),
+            log_q: stats(q),
+        }
+    }
+
+    fn values(&self) -> [f64; 4] {
+        [self.log_p.0, self.log_p.1, self.log_q.0, self.log_q.1]
+    }
+}
+
+/// Values below this count as this (ln 0 would be −∞).
+const FLOOR: f64 = 1e-6;
+
+/// The fused map: z = w·(ln p − μ_p)/σ_p + (1−w)·(ln q − μ_q)/σ_q with the [`Balance`] of normal
+/// pixels, then the logistic function, which keeps the ranking and brings the map into (0, 1) for
+/// the fixed overlay scale and the score normalisation. With [`Balance::IDENTITY`] this is
+/// x/(1+x) of the weighted geometric mean x = p^w · q^(1−w).
+pub fn fuse(p: &Tensor, q: &Tensor, weight: f64, balance: &Balance) -> Tensor {
+    let part = |t: &Tensor, (mean, sd): (f64, f64), share: f64| {
+        (t.clamp_min(FLOOR).log() - mean) * (share / sd)
+    };
+    (part(p, balance.log_p, weight) + part(q, balance.log_q, 1.0 - weight)).sigmoid()
 }
 
 /// RealNet's map fused with the memory's when there is one, else RealNet's alone.
-pub fn fuse_if(p: &Tensor, q: Option<&Tensor>, weight: f64) -> Tensor {
-    q.map_or_else(|| p.shallow_clone(), |q| fuse(p, q, weight))
+pub fn fuse_if(p: &Tensor, q: Option<&Tensor>, weight: f64, balance: &Balance) -> Tensor {
+    q.map_or_else(|| p.shallow_clone(), |q| fuse(p, q, weight, balance))
 }
 
-/// The candidates `auto_weight` tries: RealNet's exponent 0, 0.1, …, 1.
+/// The candidates `auto_weight` tries: RealNet's share 0, 0.1, …, 1.
 pub fn weight_grid() -> Vec<f64> {
     (0..=10).map(|i| f64::from(i) / 10.0).collect()
 }
@@ -249,6 +297,7 @@ impl PatchMemory {
                 bank,
                 scale,
                 weight: cfg.weight,
+                balance: Balance::IDENTITY,
                 blur_sigma: cfg.blur_sigma,
             }
         })
@@ -273,9 +322,19 @@ impl PatchMemory {
         self.weight
     }
 
-    /// Replaces the fusion weight (the one chosen on validation data).
-    pub fn set_weight(&mut self, weight: f64) {
+    pub fn balance(&self) -> &Balance {
+        &self.balance
+    }
+
+    /// Replaces the fusion weight and balance (the ones measured on validation data).
+    pub fn set_fusion(&mut self, weight: f64, balance: Balance) {
         self.weight = weight;
+        self.balance = balance;
+    }
+
+    /// This memory's map fused with RealNet's `p`.
+    pub fn fuse(&self, p: &Tensor, q: &Tensor) -> Tensor {
+        fuse(p, q, self.weight, &self.balance)
     }
 
     /// The tensors saved in `model.safetensors`.
@@ -288,6 +347,7 @@ impl PatchMemory {
             ),
             // f64, so inference fuses with exactly the weight validation chose.
             (WEIGHT.into(), Tensor::from_slice(&[self.weight])),
+            (BALANCE.into(), Tensor::from_slice(&self.balance.values())),
         ]
     }
 
@@ -326,10 +386,31 @@ impl PatchMemory {
         if !(0.0..=1.0).contains(&weight) {
             return Err(format!("'{WEIGHT}' must be one number in [0, 1]"));
         }
+        let balance = match named.get(BALANCE) {
+            None => Balance::IDENTITY,
+            Some(b) => {
+                let v = Vec::<f64>::try_from(b.to_kind(Kind::Double).flatten(0, -1))
+                    .unwrap_or_default();
+                match v[..] {
+                    [mp, sp, mq, sq] if v.iter().all(|x| x.is_finite()) && sp > 0.0 && sq > 0.0 => {
+                        Balance {
+                            log_p: (mp, sp),
+                            log_q: (mq, sq),
+                        }
+                    }
+                    _ => {
+                        return Err(format!(
+                            "'{BALANCE}' must be four finite numbers (μ_p, σ_p > 0, μ_q, σ_q > 0)"
+                        ))
+                    }
+                }
+            }
+        };
         Ok(PatchMemory {
             bank: bank.to_kind(Kind::Float).to_device(device),
             scale,
             weight,
+            balance,
             blur_sigma: cfg.blur_sigma,
         })
     }
@@ -427,17 +508,65 @@ mod tests {
     fn fusion_is_monotone_in_both_maps_and_bounded() {
         let p = Tensor::from_slice(&[0.0f32, 0.1, 0.5, 0.5, 0.99]);
         let q = Tensor::from_slice(&[1.0f32, 1.0, 1.0, 4.0, 40.0]);
-        let f = Vec::<f32>::try_from(fuse(&p, &q, 0.5)).unwrap();
+        let id = Balance::IDENTITY;
+        let f = Vec::<f32>::try_from(fuse(&p, &q, 0.5, &id)).unwrap();
         assert!(f.windows(2).all(|w| w[0] < w[1]), "{f:?}");
         assert!(f.iter().all(|v| (0.0..1.0).contains(v)));
-        // Geometric mean before the x/(1+x) squashing: √(0.5 · 4) = √2.
+        // Unstandardised: the geometric mean before x/(1+x): √(0.5 · 4) = √2.
         let x = 2f32.sqrt();
         assert!((f[3] - x / (1.0 + x)).abs() < 1e-6);
         // Weight 1 is RealNet alone (squashed), weight 0 the memory alone.
-        let r = Vec::<f32>::try_from(fuse(&p, &q, 1.0)).unwrap();
+        let r = Vec::<f32>::try_from(fuse(&p, &q, 1.0, &id)).unwrap();
         assert!((r[2] - 0.5 / 1.5).abs() < 1e-6);
-        let m = Vec::<f32>::try_from(fuse(&p, &q, 0.0)).unwrap();
+        let m = Vec::<f32>::try_from(fuse(&p, &q, 0.0, &id)).unwrap();
         assert!((m[3] - 0.8).abs() < 1e-6);
+        // Standardised: a pixel at both parts' normal means sits at ½, one σ above each at σ(1).
+        let b = Balance {
+            log_p: (0.5f64.ln(), 2.0),
+            log_q: (4f64.ln(), 0.25),
+        };
+        let f = Vec::<f32>::try_from(fuse(&p, &q, 0.3, &b)).unwrap();
+        assert!((f[3] - 0.5).abs() < 1e-6, "{f:?}");
+        let one_up = fuse(
+            &Tensor::from_slice(&[0.5f32 * 2f32.exp()]),
+            &Tensor::from_slice(&[4f32 * 0.25f32.exp()]),
+            0.3,
+            &b,
+        );
+        let logistic_1 = 1.0 / (1.0 + (-1f64).exp());
+        assert!((one_up.double_value(&[0]) - logistic_1).abs() < 1e-6);
+    }
+
+    #[test]
+    fn balance_is_the_log_maps_mean_and_spread_and_makes_the_weight_scale_free() {
+        let b = Balance::of_normal(&[1.0, std::f64::consts::E.powi(2)], &[0.0, 1.0]);
+        assert!((b.log_p.0 - 1.0).abs() < 1e-12 && (b.log_p.1 - 1.0).abs() < 1e-12);
+        // Zeros count as the floor; a constant part gets a tiny, not a zero, spread.
+        assert!((b.log_q.0 - FLOOR.ln() / 2.0).abs() < 1e-9);
+        assert!(Balance::of_normal(&[0.3; 4], &[2.0; 4]).log_p.1 > 0.0);
+        // Whatever power or factor a part comes in, the standardised fusion is the same map: the
+        // weight is each part's share in units of its own normal spread.
+        // (Deterministic spread values, all above the floor even after the powers below.)
+        let spread = |a: f64, b: f64, g: f64| {
+            let v: Vec<f64> = (0..64)
+                .map(|i| a + b * (f64::from(i) * g).fract())
+                .collect();
+            Tensor::from_slice(&v)
+        };
+        let (p, q) = (spread(0.2, 0.75, 0.618), spread(0.5, 3.0, 0.414));
+        let host = |t: &Tensor| Vec::<f64>::try_from(t).unwrap();
+        let base = fuse(&p, &q, 0.4, &Balance::of_normal(&host(&p), &host(&q)));
+        let q3 = (&q * 7.0).pow_tensor_scalar(0.1);
+        let p2 = p.pow_tensor_scalar(5.0);
+        let other = fuse(&p2, &q3, 0.4, &Balance::of_normal(&host(&p2), &host(&q3)));
+        let diff = (&base - &other).abs().max().double_value(&[]);
+        assert!(diff < 1e-9, "{diff}");
+        // Unstandardised the same change moves the map.
+        let raw = (fuse(&p, &q, 0.4, &Balance::IDENTITY) - fuse(&p2, &q3, 0.4, &Balance::IDENTITY))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(raw > 0.01, "{raw}");
     }
 
     #[test]
@@ -455,9 +584,10 @@ mod tests {
         assert_eq!(choose_weight(&[], 0.5), None);
         // Without a memory the map is RealNet's whatever the weight.
         let p = Tensor::from_slice(&[0.2f32, 0.7]);
-        assert!(fuse_if(&p, None, 0.0).equal(&p));
+        let b = Balance::IDENTITY;
+        assert!(fuse_if(&p, None, 0.0, &b).equal(&p));
         let q = Tensor::from_slice(&[1f32, 3.]);
-        assert!(fuse_if(&p, Some(&q), 0.3).equal(&fuse(&p, &q, 0.3)));
+        assert!(fuse_if(&p, Some(&q), 0.3, &b).equal(&fuse(&p, &q, 0.3, &b)));
     }
 
     #[test]
@@ -484,11 +614,31 @@ mod tests {
         assert!(e.contains("missing tensor 'memory.bank'"), "{e}");
         // A chosen weight travels in the model, overriding the config's; without it the config's.
         let mut chosen = PatchMemory::build(&patches, &cfg, 9);
-        chosen.set_weight(0.2);
+        assert_eq!(chosen.balance(), &Balance::IDENTITY);
+        let balance = Balance {
+            log_p: (-7.1, 1.6),
+            log_q: (0.12, 0.121),
+        };
+        chosen.set_fusion(0.2, balance);
         let mut named: std::collections::HashMap<String, Tensor> =
             chosen.named().into_iter().collect();
         let back = PatchMemory::from_named(&named, &cfg, 6, Device::Cpu).unwrap();
         assert!(back.weight() == 0.2 && cfg.weight == 0.5);
+        assert_eq!(back.balance(), &balance);
+        // Without the balance (older models) the fusion is unstandardised; a broken one is refused.
+        named.remove(BALANCE);
+        let back = PatchMemory::from_named(&named, &cfg, 6, Device::Cpu).unwrap();
+        assert_eq!(back.balance(), &Balance::IDENTITY);
+        for bad in [
+            vec![0.0, 1.0, 0.0],
+            vec![0.0, 0.0, 0.0, 1.0],
+            vec![f64::NAN, 1.0, 0.0, 1.0],
+        ] {
+            named.insert(BALANCE.into(), Tensor::from_slice(&bad));
+            let e = PatchMemory::from_named(&named, &cfg, 6, Device::Cpu).unwrap_err();
+            assert!(e.contains("'memory.balance'"), "{e}");
+        }
+        named.remove(BALANCE);
         named.insert(WEIGHT.into(), Tensor::from_slice(&[1.5f32]));
         let e = PatchMemory::from_named(&named, &cfg, 6, Device::Cpu).unwrap_err();
         assert!(e.contains("'memory.weight'"), "{e}");

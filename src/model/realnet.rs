@@ -1,7 +1,7 @@
 //! The RealNet network (spec §4): AFS-selected frozen backbone features → one reconstruction UNet
 //! per block → residuals → RRS + discriminator → 2-class logits. The backbone lives outside this
 //! struct (it is frozen, shared, and its weights come from their own file).
-use super::memory::{self, PatchMemory};
+use super::memory::PatchMemory;
 use super::recon::ReconUnet;
 use super::rrs::Rrs;
 use crate::config::ModelConfig;
@@ -149,8 +149,10 @@ impl RealNet {
     pub fn maps_and_scores(&self, features: &[Tensor], pool: i64) -> (Tensor, Tensor) {
         tch::no_grad(|| {
             let (p, q) = self.component_maps(features);
-            let w = self.memory.as_ref().map_or(1.0, PatchMemory::weight);
-            let maps = memory::fuse_if(&p, q.as_ref(), w);
+            let maps = match (&self.memory, q) {
+                (Some(m), Some(q)) => m.fuse(&p, &q),
+                _ => p,
+            };
             let scores = image_scores(&maps, pool);
             (maps, scores)
         })
