@@ -39,6 +39,27 @@ pub struct Meta {
     /// validation data (absent in models without a memory and in older ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_weight: Option<WeightChoice>,
+    /// Set by `realnet calibrate`: the labelled images the threshold (and the fusion weight) were
+    /// chosen on instead of the validation data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<CalibrationRecord>,
+}
+
+/// Where a calibrated model's threshold and fusion weight come from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CalibrationRecord {
+    /// The category folder whose `test/` split was the calibration set.
+    pub data: PathBuf,
+    pub good: usize,
+    pub defective: usize,
+    /// Defective images with a mask (the others count for the image threshold only).
+    pub with_masks: usize,
+    /// Unreadable files, reported and left out.
+    pub skipped: Vec<String>,
+    /// The run it was calibrated from, and that run's image threshold and fusion weight.
+    pub from_run: PathBuf,
+    pub previous_threshold: f64,
+    pub previous_weight: Option<f64>,
 }
 
 /// The patch memory's fusion weight, chosen on held-out normal images and synthetic anomalies.

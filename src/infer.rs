@@ -3,6 +3,7 @@
 //! one path used by `test`, `predict` and `serve`, so they agree on every image.
 use crate::batch;
 use crate::bundle::{self, Meta};
+use crate::calibration;
 use crate::config::Config;
 use crate::error::UserError;
 use crate::model::backbone::{Backbone, BackboneKind};
@@ -10,7 +11,7 @@ use crate::model::memory::{self, PatchMemory};
 use crate::model::realnet::RealNet;
 use image::RgbImage;
 use std::path::{Path, PathBuf};
-use tch::{nn, Device, Kind};
+use tch::{nn, Device, Kind, Tensor};
 
 pub struct Detector {
     pub meta: Meta,
@@ -74,6 +75,43 @@ impl Detector {
             _vs: vs,
             device,
         })
+    }
+
+    /// Chooses the fusion weight (every candidate of `memory::weight_grid`, the balance kept) and
+    /// the thresholds anew from labelled images (`calibration::fit`); `meta` records them.
+    pub fn calibrate(&mut self, items: &[calibration::Item], source: calibration::Source) {
+        let Detector {
+            meta,
+            config,
+            backbone,
+            net,
+            device,
+            ..
+        } = self;
+        let (mean, std, dev) = (meta.mean, meta.std, *device);
+        let features =
+            |imgs: &[&RgbImage]| backbone.features(&batch::images_to_tensor(imgs, mean, std, dev));
+        let keep = net.memory().map(|m| *m.balance());
+        let plan = calibration::Plan {
+            weights: &memory::weight_grid(),
+            memory: &config.model.memory,
+            score_pool: meta.score_pool,
+            keep_balance: keep,
+            source,
+        };
+        let (threshold, choice) = calibration::fit(net, &features, items, &plan);
+        meta.threshold = threshold;
+        if choice.is_some() {
+            meta.memory_weight = choice;
+        }
+    }
+
+    /// The patch memory's tensors as they are now (after `calibrate`), for the model file.
+    pub fn memory_named(&self) -> Vec<(String, Tensor)> {
+        self.net
+            .memory()
+            .map(PatchMemory::named)
+            .unwrap_or_default()
     }
 
     pub fn image_size(&self) -> u32 {

@@ -15,6 +15,7 @@ pub mod alloc;
 pub mod batch;
 pub mod bench;
 pub mod bundle;
+pub mod calibration;
 pub mod config;
 pub mod demo;
 pub mod device;

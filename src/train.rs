@@ -2,14 +2,13 @@
 //! then reconstruction + segmentation training on synthetic anomalies, resumable checkpoints, and
 //! honest thresholds from held-out normal images and synthetic anomalies on them.
 use crate::batch;
-use crate::bundle::{
-    self, FusionBalance, Meta, ScoreStats, Threshold, WeightCandidate, WeightChoice,
-};
+use crate::bundle::{self, Meta, Threshold, WeightChoice};
+use crate::calibration::{self, Item};
 use crate::config::Config;
 use crate::error::UserError;
 use crate::model::afs::AfsScores;
 use crate::model::backbone::{Backbone, BackboneKind};
-use crate::model::memory::{self, Balance, PatchMemory};
+use crate::model::memory::{self, PatchMemory};
 use crate::model::realnet::{self, RealNet};
 use crate::optim::Adam;
 use crate::sampling::{self, SynthSource};
@@ -275,6 +274,7 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         device: crate::device::describe(opts.device),
         threshold,
         memory_weight,
+        calibration: None,
     };
     bundle::write_atomic(
         &opts.out.join(bundle::META),
@@ -553,10 +553,9 @@ fn build_memory(ctx: &Ctx, fit: &[TrainImage]) -> PatchMemory {
     )
 }
 
-/// Scores held-out normal images and synthetic anomalies made from them; the image threshold is
-/// the F1-optimal one between the two, the pixel threshold likewise over the synthetic masks.
-/// With a patch memory and `model.memory.auto_weight` the fusion weight is chosen on the same
-/// data first (`memory::choose_weight`) and set in `net`.
+/// Scores held-out normal images and synthetic anomalies made from them (`calibration::fit`): the
+/// fusion balance from the normals, the weight (with `model.memory.auto_weight`) and the
+/// F1-optimal thresholds, all set in `net` / returned.
 fn validate(
     ctx: &Ctx,
     net: &mut RealNet,
@@ -566,154 +565,45 @@ fn validate(
     let per = cfg.train.val_anomalies_per_image.max(1);
     let seed = cfg.train.seed ^ SALT_VAL_SYNTH;
     let synth = &ctx.synth;
-    let mut items: Vec<(RgbImage, Option<GrayImage>)> =
-        val.iter().map(|v| ((*v.rgb).clone(), None)).collect();
-    let synth: Vec<(RgbImage, Option<GrayImage>)> = (0..val.len() * per)
+    let mut items: Vec<Item> = val
+        .iter()
+        .map(|v| Item {
+            image: (*v.rgb).clone(),
+            anomalous: false,
+            mask: None,
+        })
+        .collect();
+    let synth: Vec<Item> = (0..val.len() * per)
         .into_par_iter()
         .map(|q| {
             let v = &val[q / per];
-            let (img, mask) = synth.anomalous_nonempty(&v.rgb, &v.fg, seed, q as u64);
-            (img, Some(mask))
+            let (image, mask) = synth.anomalous_nonempty(&v.rgb, &v.fg, seed, q as u64);
+            Item {
+                image,
+                anomalous: true,
+                mask: Some(mask),
+            }
         })
         .collect();
     items.extend(synth);
     let mcfg = &cfg.model.memory;
-    let weights = match net.memory() {
-        Some(_) if mcfg.auto_weight => memory::weight_grid(),
-        Some(m) => vec![m.weight()],
-        None => vec![1.0],
+    let weights = if mcfg.auto_weight {
+        memory::weight_grid()
+    } else {
+        Vec::new()
     };
-    // Every PIXEL_STEP-th pixel: plenty for a threshold and the statistics, and cheap.
-    const PIXEL_STEP: i64 = 7;
-    let sampled = |t: &Tensor| host_f64(&t.flatten(0, -1).slice(0, 0, None, PIXEL_STEP));
-    let features = |chunk: &[(RgbImage, Option<GrayImage>)]| {
-        let imgs: Vec<&RgbImage> = chunk.iter().map(|c| &c.0).collect();
-        backbone_features(ctx, &imgs)
+    let features = |imgs: &[&RgbImage]| backbone_features(ctx, imgs);
+    let plan = calibration::Plan {
+        weights: &weights,
+        memory: mcfg,
+        score_pool: cfg.model.score_pool,
+        keep_balance: None,
+        source: calibration::Source {
+            normals: "held-out normal images",
+            anomalies: "synthetic anomalies on them",
+        },
     };
-    // The two parts' balance from the held-out normal images, before any candidate is scored.
-    let balance = match net.memory() {
-        None => Balance::IDENTITY,
-        Some(_) => {
-            let (mut p, mut q) = (Vec::new(), Vec::new());
-            for chunk in items[..val.len()].chunks(8) {
-                let (pm, qm) = net.component_maps(&features(chunk));
-                p.extend(sampled(&pm));
-                q.extend(qm.as_ref().map(sampled).unwrap_or_default());
-            }
-            Balance::of_normal(&p, &q)
-        }
-    };
-    // Image scores per candidate weight; the two parts of the sampled pixels, fused per
-    // candidate afterwards.
-    let mut scores = vec![Vec::new(); weights.len()];
-    let mut labels = Vec::new();
-    let (mut pix_p, mut pix_q, mut pix_labels) = (Vec::new(), Vec::new(), Vec::new());
-    for chunk in items.chunks(8) {
-        let (p, q) = net.component_maps(&features(chunk));
-        for (s, &w) in scores.iter_mut().zip(&weights) {
-            let fused = memory::fuse_if(&p, q.as_ref(), w, &balance);
-            s.extend(host_f64(&realnet::image_scores(
-                &fused,
-                cfg.model.score_pool,
-            )));
-        }
-        let pixels = (p.size()[1] * p.size()[2]) as usize;
-        for (i, (_, mask)) in chunk.iter().enumerate() {
-            labels.push(mask.is_some());
-            pix_p.extend(sampled(&p.get(i as i64)));
-            if let Some(q) = &q {
-                pix_q.extend(sampled(&q.get(i as i64)));
-            }
-            pix_labels.extend(
-                (0..pixels)
-                    .step_by(PIXEL_STEP as usize)
-                    .map(|j| mask.as_ref().is_some_and(|m| m.as_raw()[j] > 0)),
-            );
-        }
-    }
-    let pix_p = Tensor::from_slice(&pix_p);
-    let pix_q = (!pix_q.is_empty()).then(|| Tensor::from_slice(&pix_q));
-    let evals: Vec<_> = weights
-        .iter()
-        .zip(&scores)
-        .map(|(&w, s)| {
-            let pix = host_f64(&memory::fuse_if(&pix_p, pix_q.as_ref(), w, &balance));
-            (
-                realnet_metrics::ranking_metrics(s, &labels),
-                realnet_metrics::ranking_metrics(&pix, &pix_labels),
-            )
-        })
-        .collect();
-    let table: Vec<WeightCandidate> = weights
-        .iter()
-        .zip(&evals)
-        .map(|(&weight, (img, pix))| WeightCandidate {
-            weight,
-            image_auroc: img.auroc.unwrap_or(0.5),
-            pixel_auroc: pix.auroc.unwrap_or(0.5),
-        })
-        .collect();
-    let triples: Vec<_> = table
-        .iter()
-        .map(|c| (c.weight, c.image_auroc, c.pixel_auroc))
-        .collect();
-    let k = memory::choose_weight(&triples, mcfg.weight).unwrap_or(0);
-    let choice = net.memory_mut().map(|m| {
-        m.set_fusion(weights[k], balance);
-        WeightChoice {
-            chosen: weights[k],
-            rule: if weights.len() > 1 {
-                format!(
-                    "highest mean of image and pixel validation AUROC; within {} of it, the \
-                     one closest to model.memory.weight = {}",
-                    memory::WEIGHT_TIE,
-                    mcfg.weight
-                )
-            } else {
-                "model.memory.weight (model.memory.auto_weight is off)".into()
-            },
-            candidates: table.clone(),
-            balance: Some(FusionBalance {
-                log_p_mean: balance.log_p.0,
-                log_p_sd: balance.log_p.1,
-                log_q_mean: balance.log_q.0,
-                log_q_sd: balance.log_q.1,
-            }),
-        }
-    });
-    let (img, pix) = &evals[k];
-    let scores = &scores[k];
-    let pick = |anomalous: bool| -> Vec<f64> {
-        scores
-            .iter()
-            .zip(&labels)
-            .filter(|(_, &l)| l == anomalous)
-            .map(|(&s, _)| s)
-            .collect()
-    };
-    let (normal, synthetic) = (pick(false), pick(true));
-    let threshold = Threshold {
-        image: img.f1_threshold.unwrap_or(0.5),
-        pixel: pix.f1_threshold.unwrap_or(0.5),
-        method: format!(
-            "F1-optimal between {} held-out normal images and {} synthetic anomalies on them",
-            normal.len(),
-            synthetic.len()
-        ),
-        val_normal: ScoreStats::of(&normal),
-        val_synthetic: ScoreStats::of(&synthetic),
-        val_auroc: img.auroc,
-    };
-    Ok((threshold, choice))
-}
-
-/// A float tensor's values on the host as f64.
-fn host_f64(t: &Tensor) -> Vec<f64> {
-    Vec::<f32>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))
-        .unwrap_or_default()
-        .into_iter()
-        .map(f64::from)
-        .collect()
+    Ok(calibration::fit(net, &features, &items, &plan))
 }
 
 fn save_checkpoint(out: &Path, vs: &nn::VarStore, adam: &Adam, step: usize) -> anyhow::Result<()> {

@@ -199,6 +199,114 @@ fn train_resume_test_predict() {
     }
     assert_eq!(scores(&moved), here);
 
+    // calibrate: threshold and fusion weight chosen again on labelled images, into a new folder.
+    let meta_before = std::fs::read(a.join("meta.json")).unwrap();
+    let c = tmp.path().join("calibrated");
+    let json = ok(&realnet(&[
+        "calibrate",
+        "--run",
+        a.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        c.to_str().unwrap(),
+        "--json",
+    ]));
+    let cal: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let rec = &cal["calibration"];
+    let (good, defective) = (
+        rec["good"].as_u64().unwrap(),
+        rec["defective"].as_u64().unwrap(),
+    );
+    assert_eq!(
+        good + defective,
+        5,
+        "every test image of the calibration folder"
+    );
+    assert_eq!(rec["with_masks"].as_u64(), Some(defective));
+    assert_eq!(
+        cal["memory_weight"]["candidates"].as_array().unwrap().len(),
+        11
+    );
+    assert!(cal["threshold"]["method"]
+        .as_str()
+        .unwrap()
+        .contains("calibration set"));
+    assert_eq!(
+        std::fs::read(a.join("meta.json")).unwrap(),
+        meta_before,
+        "the run is left as it was"
+    );
+    let meta_a: serde_json::Value = serde_json::from_slice(&meta_before).unwrap();
+    assert_eq!(
+        cal["memory_weight"]["balance"], meta_a["memory_weight"]["balance"],
+        "balance kept"
+    );
+    // Only the fusion weight changes in the model file, and it is the chosen one.
+    let (ta, tc) = (
+        realnet::bundle::read_tensors(&a.join("model.safetensors")).unwrap(),
+        realnet::bundle::read_tensors(&c.join("model.safetensors")).unwrap(),
+    );
+    assert_eq!(ta.len(), tc.len());
+    for (k, t) in &ta {
+        if k != "memory.weight" {
+            assert!(t.equal(&tc[k]), "{k} changed");
+        }
+    }
+    assert_eq!(
+        tc["memory.weight"].double_value(&[0]),
+        cal["memory_weight"]["chosen"].as_f64().unwrap()
+    );
+    // Calibrated on the very images `test` scores, the threshold is test's F1-optimal one and the
+    // separation its image AUROC: the same scores, the same metrics code.
+    let tj: serde_json::Value = serde_json::from_str(&ok(&realnet(&[
+        "test",
+        "--run",
+        c.to_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
+    let close = |x: &serde_json::Value, y: &serde_json::Value| {
+        (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-6
+    };
+    assert!(
+        close(&cal["threshold"]["image"], &tj["image_f1_threshold"]),
+        "{json}\n{tj}"
+    );
+    assert!(
+        close(&cal["threshold"]["val_auroc"], &tj["image_auroc"]),
+        "{json}\n{tj}"
+    );
+    // An existing folder is not overwritten; a set without defects cannot calibrate.
+    let again = realnet(&[
+        "calibrate",
+        "--run",
+        a.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        c.to_str().unwrap(),
+    ]);
+    expect("calibrate into a used folder", &again, 3, &["not empty"]);
+    let only_good = tmp.path().join("only_good");
+    std::fs::create_dir_all(only_good.join("test")).unwrap();
+    copy_dir(&data.join("test/good"), &only_good.join("test/good"));
+    let out = realnet(&[
+        "calibrate",
+        "--run",
+        a.to_str().unwrap(),
+        "--data",
+        only_good.to_str().unwrap(),
+        "--out",
+        tmp.path().join("c2").to_str().unwrap(),
+    ]);
+    expect(
+        "calibration set without defects",
+        &out,
+        3,
+        &["good and defective", "0 defective"],
+    );
+
     // The lite preset's patch memory travels in model.safetensors; a model without it is refused
     // by name instead of scoring with half a model.
     let mut named = realnet::bundle::read_tensors(&a.join("model.safetensors")).unwrap();
@@ -267,4 +375,12 @@ fn train_with_the_self_source() {
         &["--source", "self", "--set", "train.steps=2"],
     ));
     assert!(out.join("model.safetensors").exists());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
 }

@@ -3,6 +3,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod backbone;
 pub mod bench;
+pub mod calibrate;
 pub mod data;
 pub mod demo;
 pub mod metrics;
@@ -52,6 +53,9 @@ pub enum Command {
     Test(test::TestArgs),
     /// Score any images or folders; one JSON line per image.
     Predict(predict::PredictArgs),
+    /// Choose a run's threshold and fusion weight again on your own labelled images (real
+    /// defects), into a new run folder.
+    Calibrate(calibrate::CalibrateArgs),
     /// Serve a trained model over HTTP (JSON API, batched inference).
     Serve(serve::ServeArgs),
     /// Inspect datasets.
@@ -82,6 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Train(a) => train::run(a, &cli.global),
         Command::Test(a) => test::run(a, &cli.global),
         Command::Predict(a) => predict::run(a, &cli.global),
+        Command::Calibrate(a) => calibrate::run(a, &cli.global),
         Command::Serve(a) => serve::run(a, &cli.global),
         Command::Data(cmd) => data::run(cmd, &cli.global),
         Command::Metrics(args) => metrics::run(args, &cli.global),

@@ -1,0 +1,310 @@
+//! Choosing the fusion weight and the thresholds from labelled images — never from the images the
+//! metrics are reported on. At the end of training the labelled images are held-out normal images
+//! and synthetic anomalies made on them; `realnet calibrate` uses a user's own labelled images
+//! (real defects), which also show what synthetic anomalies cannot: the kinds of defect one part
+//! of the map is blind to.
+use crate::bundle::{
+    self, CalibrationRecord, FusionBalance, ScoreStats, Threshold, WeightCandidate, WeightChoice,
+};
+use crate::error::UserError;
+use crate::infer::Detector;
+use crate::model::memory::{self, Balance, MemoryConfig};
+use crate::model::realnet::{self, RealNet};
+use anyhow::Context;
+use image::{GrayImage, RgbImage};
+use realnet_data::layout::Category;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// One labelled image at the network size. An anomalous image without a mask counts for the
+/// image threshold only.
+pub struct Item {
+    pub image: RgbImage,
+    pub anomalous: bool,
+    pub mask: Option<GrayImage>,
+}
+
+/// What the labelled images are, for the records in `meta.json`.
+pub struct Source<'a> {
+    /// e.g. "held-out normal images".
+    pub normals: &'a str,
+    /// e.g. "synthetic anomalies on them".
+    pub anomalies: &'a str,
+}
+
+/// Every PIXEL_STEP-th pixel: plenty for a threshold and the statistics, and cheap.
+const PIXEL_STEP: i64 = 7;
+/// Images per forward pass.
+const CHUNK: usize = 8;
+
+/// What `fit` chooses from and how.
+pub struct Plan<'a> {
+    /// Candidate fusion weights (empty: the memory's own).
+    pub weights: &'a [f64],
+    /// The memory's configuration; its `weight` is the prior that breaks ties.
+    pub memory: &'a MemoryConfig,
+    pub score_pool: i64,
+    /// A balance to keep (`None`: measure it on the normal items).
+    pub keep_balance: Option<Balance>,
+    pub source: Source<'a>,
+}
+
+/// Scores `items` with `net` (`features` = the frozen backbone's pass); with a patch memory, first
+/// the fusion's balance and the weight: each candidate is scored by image and pixel AUROC and
+/// `memory::choose_weight` picks one; the choice is set in `net`. Then the image threshold is the
+/// F1-optimal one between normal and anomalous items, the pixel threshold likewise over the masks.
+pub fn fit(
+    net: &mut RealNet,
+    features: &dyn Fn(&[&RgbImage]) -> Vec<Tensor>,
+    items: &[Item],
+    plan: &Plan,
+) -> (Threshold, Option<WeightChoice>) {
+    let (mcfg, source) = (plan.memory, &plan.source);
+    let sampled = |t: &Tensor| host_f64(&t.flatten(0, -1).slice(0, 0, None, PIXEL_STEP));
+    let images = |chunk: &[&Item]| {
+        let imgs: Vec<&RgbImage> = chunk.iter().map(|c| &c.image).collect();
+        features(&imgs)
+    };
+    let weights: Vec<f64> = match net.memory() {
+        None => vec![1.0],
+        Some(m) if plan.weights.is_empty() => vec![m.weight()],
+        Some(_) => plan.weights.to_vec(),
+    };
+    // The two parts' balance from the normal items, before any candidate is scored.
+    let balance = match (net.memory(), plan.keep_balance) {
+        (None, _) => Balance::IDENTITY,
+        (Some(_), Some(b)) => b,
+        (Some(_), None) => {
+            let normals: Vec<&Item> = items.iter().filter(|i| !i.anomalous).collect();
+            let (mut p, mut q) = (Vec::new(), Vec::new());
+            for chunk in normals.chunks(CHUNK) {
+                let (pm, qm) = net.component_maps(&images(chunk));
+                p.extend(sampled(&pm));
+                q.extend(qm.as_ref().map(sampled).unwrap_or_default());
+            }
+            Balance::of_normal(&p, &q)
+        }
+    };
+    // Image scores per candidate weight; the two parts of the sampled pixels, fused per
+    // candidate afterwards.
+    let mut scores = vec![Vec::new(); weights.len()];
+    let mut labels = Vec::new();
+    let (mut pix_p, mut pix_q, mut pix_labels) = (Vec::new(), Vec::new(), Vec::new());
+    let all: Vec<&Item> = items.iter().collect();
+    for chunk in all.chunks(CHUNK) {
+        let (p, q) = net.component_maps(&images(chunk));
+        for (s, &w) in scores.iter_mut().zip(&weights) {
+            let fused = memory::fuse_if(&p, q.as_ref(), w, &balance);
+            s.extend(host_f64(&realnet::image_scores(&fused, plan.score_pool)));
+        }
+        let pixels = (p.size()[1] * p.size()[2]) as usize;
+        for (i, item) in chunk.iter().enumerate() {
+            labels.push(item.anomalous);
+            // A defect without a mask says nothing about its pixels.
+            if item.anomalous && item.mask.is_none() {
+                continue;
+            }
+            pix_p.extend(sampled(&p.get(i as i64)));
+            if let Some(q) = &q {
+                pix_q.extend(sampled(&q.get(i as i64)));
+            }
+            pix_labels.extend(
+                (0..pixels)
+                    .step_by(PIXEL_STEP as usize)
+                    .map(|j| item.mask.as_ref().is_some_and(|m| m.as_raw()[j] > 0)),
+            );
+        }
+    }
+    let pix_p = Tensor::from_slice(&pix_p);
+    let pix_q = (!pix_q.is_empty()).then(|| Tensor::from_slice(&pix_q));
+    let evals: Vec<_> = weights
+        .iter()
+        .zip(&scores)
+        .map(|(&w, s)| {
+            let pix = host_f64(&memory::fuse_if(&pix_p, pix_q.as_ref(), w, &balance));
+            (
+                realnet_metrics::ranking_metrics(s, &labels),
+                realnet_metrics::ranking_metrics(&pix, &pix_labels),
+            )
+        })
+        .collect();
+    let table: Vec<WeightCandidate> = weights
+        .iter()
+        .zip(&evals)
+        .map(|(&weight, (img, pix))| WeightCandidate {
+            weight,
+            image_auroc: img.auroc.unwrap_or(0.5),
+            pixel_auroc: pix.auroc.unwrap_or(0.5),
+        })
+        .collect();
+    let triples: Vec<_> = table
+        .iter()
+        .map(|c| (c.weight, c.image_auroc, c.pixel_auroc))
+        .collect();
+    let k = memory::choose_weight(&triples, mcfg.weight).unwrap_or(0);
+    let choice = net.memory_mut().map(|m| {
+        m.set_fusion(weights[k], balance);
+        WeightChoice {
+            chosen: weights[k],
+            rule: if weights.len() > 1 {
+                format!(
+                    "highest mean of image and pixel AUROC between the {} and the {}; within {} \
+                     of it, the one closest to model.memory.weight = {}",
+                    source.normals,
+                    source.anomalies,
+                    memory::WEIGHT_TIE,
+                    mcfg.weight
+                )
+            } else {
+                "model.memory.weight (model.memory.auto_weight is off)".into()
+            },
+            candidates: table.clone(),
+            balance: Some(FusionBalance {
+                log_p_mean: balance.log_p.0,
+                log_p_sd: balance.log_p.1,
+                log_q_mean: balance.log_q.0,
+                log_q_sd: balance.log_q.1,
+            }),
+        }
+    });
+    let (img, pix) = &evals[k];
+    let scores = &scores[k];
+    let pick = |anomalous: bool| -> Vec<f64> {
+        scores
+            .iter()
+            .zip(&labels)
+            .filter(|(_, &l)| l == anomalous)
+            .map(|(&s, _)| s)
+            .collect()
+    };
+    let (normal, anomalous) = (pick(false), pick(true));
+    let threshold = Threshold {
+        image: img.f1_threshold.unwrap_or(0.5),
+        pixel: pix.f1_threshold.unwrap_or(0.5),
+        method: format!(
+            "F1-optimal between {} {} and {} {}",
+            normal.len(),
+            source.normals,
+            anomalous.len(),
+            source.anomalies
+        ),
+        val_normal: ScoreStats::of(&normal),
+        val_synthetic: ScoreStats::of(&anomalous),
+        val_auroc: img.auroc,
+    };
+    (threshold, choice)
+}
+
+/// A float tensor's values on the host as f64.
+pub fn host_f64(t: &Tensor) -> Vec<f64> {
+    Vec::<f32>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))
+        .unwrap_or_default()
+        .into_iter()
+        .map(f64::from)
+        .collect()
+}
+
+/// `realnet calibrate`: a trained run, a category folder whose `test/` split holds the user's
+/// labelled images (good ones and defective ones, masks where there are any), and a new run folder.
+pub struct CalibrateOptions {
+    pub run: PathBuf,
+    pub data: PathBuf,
+    pub out: PathBuf,
+    pub weights: Option<PathBuf>,
+    pub batch: usize,
+}
+
+/// Re-chooses the threshold and the fusion weight of `opts.run` on the labelled images and writes
+/// the calibrated model to `opts.out` (the run itself is left as it was). Returns the calibrated
+/// detector.
+pub fn calibrate(opts: &CalibrateOptions, device: Device) -> anyhow::Result<Detector> {
+    let bad = |m: String| anyhow::Error::from(UserError::BadInput(m));
+    if opts.out.exists() && std::fs::read_dir(&opts.out).map_or(true, |mut d| d.next().is_some()) {
+        return Err(bad(format!(
+            "{}: already exists and is not empty; calibrate writes a new run folder (--out)",
+            opts.out.display()
+        )));
+    }
+    let mut det = Detector::load(&opts.run, opts.weights.as_deref(), device)?;
+    let cat = Category::open(&opts.data)?;
+    let size = det.image_size();
+    let mut items = Vec::with_capacity(cat.test.len());
+    let mut skipped = Vec::new();
+    for chunk in cat.test.chunks(opts.batch.max(1)) {
+        let loaded = realnet_data::load::load_all(chunk, Some((size, size)));
+        for (s, r) in chunk.iter().zip(loaded) {
+            match r {
+                Ok(l) => items.push(Item {
+                    image: l.image,
+                    anomalous: s.is_anomalous(),
+                    mask: l.mask,
+                }),
+                Err(e) => {
+                    tracing::warn!("skipping {e}");
+                    skipped.push(e.to_string());
+                }
+            }
+        }
+    }
+    let good = items.iter().filter(|i| !i.anomalous).count();
+    let defective = items.len() - good;
+    if good == 0 || defective == 0 {
+        return Err(bad(format!(
+            "{}: the calibration set needs good and defective images under test/ (test/good/ and \
+             test/<defect>/, masks under ground_truth/<defect>/); found {good} good, {defective} \
+             defective readable images",
+            cat.root.display()
+        )));
+    }
+    let with_masks = items
+        .iter()
+        .filter(|i| i.anomalous && i.mask.is_some())
+        .count();
+    let previous_threshold = det.meta.threshold.image;
+    let previous_weight = det.meta.memory_weight.as_ref().map(|c| c.chosen);
+    det.calibrate(
+        &items,
+        Source {
+            normals: "good images of the calibration set",
+            anomalies: "defective images of it",
+        },
+    );
+    det.meta.calibration = Some(CalibrationRecord {
+        data: std::fs::canonicalize(&opts.data).unwrap_or(opts.data.clone()),
+        good,
+        defective,
+        with_masks,
+        skipped,
+        from_run: std::fs::canonicalize(&opts.run).unwrap_or(opts.run.clone()),
+        previous_threshold,
+        previous_weight,
+    });
+    write_run(&opts.run, &opts.out, &det)?;
+    Ok(det)
+}
+
+/// The calibrated run folder: the configuration and history as they were, the model file with the
+/// memory's new weight, and `meta.json` last (its presence marks a finished run).
+fn write_run(run: &Path, out: &Path, det: &Detector) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for name in [bundle::CONFIG, bundle::HISTORY] {
+        let from = run.join(name);
+        if from.exists() {
+            let bytes =
+                std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
+            bundle::write_atomic(&out.join(name), &bytes)
+                .with_context(|| format!("writing {}", out.join(name).display()))?;
+        }
+    }
+    let mut named = bundle::read_tensors(&run.join(bundle::MODEL))?;
+    named.extend(det.memory_named());
+    let mut named: Vec<(String, Tensor)> = named.into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    bundle::save_tensors(&out.join(bundle::MODEL), &named)?;
+    bundle::write_atomic(
+        &out.join(bundle::META),
+        serde_json::to_string_pretty(&det.meta)?.as_bytes(),
+    )
+    .with_context(|| format!("writing {}", out.join(bundle::META).display()))?;
+    Ok(())
+}
