@@ -261,6 +261,7 @@ pub fn calibrate(opts: &CalibrateOptions, device: Device) -> anyhow::Result<Dete
         .filter(|i| i.anomalous && i.mask.is_some())
         .count();
     let previous_threshold = det.meta.threshold.image;
+    let previous_pixel = det.meta.threshold.pixel;
     let previous_weight = det.meta.memory_weight.as_ref().map(|c| c.chosen);
     det.calibrate(
         &items,
@@ -269,6 +270,13 @@ pub fn calibrate(opts: &CalibrateOptions, device: Device) -> anyhow::Result<Dete
             anomalies: "defective images of it",
         },
     );
+    if with_masks == 0 {
+        // No defect pixels to choose from: the pixel threshold stays the validation's.
+        let t = &mut det.meta.threshold;
+        t.pixel = previous_pixel;
+        t.method
+            .push_str("; pixel threshold kept from validation (no masks)");
+    }
     det.meta.calibration = Some(CalibrationRecord {
         data: std::fs::canonicalize(&opts.data).unwrap_or(opts.data.clone()),
         good,

@@ -306,6 +306,27 @@ fn train_resume_test_predict() {
         3,
         &["good and defective", "0 defective"],
     );
+    // Defects without masks: the image threshold is calibrated, the pixel threshold kept.
+    let no_masks = tmp.path().join("no_masks");
+    for d in ["good", "scratch"] {
+        copy_dir(&data.join("test").join(d), &no_masks.join("test").join(d));
+    }
+    let json = ok(&realnet(&[
+        "calibrate",
+        "--run",
+        a.to_str().unwrap(),
+        "--data",
+        no_masks.to_str().unwrap(),
+        "--out",
+        tmp.path().join("c3").to_str().unwrap(),
+        "--json",
+    ]));
+    let cal: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(cal["calibration"]["with_masks"], 0);
+    assert_eq!(
+        cal["threshold"]["pixel"], meta_a["threshold"]["pixel"],
+        "{json}"
+    );
 
     // The lite preset's patch memory travels in model.safetensors; a model without it is refused
     // by name instead of scoring with half a model.
