@@ -1,7 +1,7 @@
 //! `realnet test`: the category's test split through [`crate::infer::Detector`], metrics from
 //! `realnet-metrics` (the same code as `realnet metrics`), optional `.npy` maps, overlays and the HTML
 //! report (`realnet-report`).
-use crate::bundle::WeightChoice;
+use crate::bundle::{CalibrationRecord, WeightChoice};
 use crate::infer::{Detector, Prediction};
 use crate::overlay;
 use anyhow::Context;
@@ -213,15 +213,18 @@ fn metadata(det: &Detector, opts: &TestOptions) -> Vec<(String, String)> {
             format!("{:.6} ({})", t.image, t.method),
         ),
         ("pixel threshold".to_string(), format!("{:.6}", t.pixel)),
-        (
-            "validation".to_string(),
-            format!(
-                "{} normal, {} synthetic; AUROC normal vs synthetic {}",
-                t.val_normal.n,
-                t.val_synthetic.n,
-                opt(t.val_auroc)
+        match &m.calibration {
+            None => (
+                "validation".to_string(),
+                format!(
+                    "{} normal, {} synthetic; AUROC normal vs synthetic {}",
+                    t.val_normal.n,
+                    t.val_synthetic.n,
+                    opt(t.val_auroc)
+                ),
             ),
-        ),
+            Some(c) => ("calibration".to_string(), calibration_row(c, t.val_auroc)),
+        },
         ("seed".to_string(), m.seed.to_string()),
     ];
     if let Some(c) = &m.memory_weight {
@@ -258,6 +261,23 @@ fn metadata(det: &Detector, opts: &TestOptions) -> Vec<(String, String)> {
         out.push(("run".to_string(), r.display().to_string()));
     }
     out
+}
+
+/// Where a calibrated model's threshold and weight come from, and what they were before.
+fn calibration_row(c: &CalibrationRecord, auroc: Option<f64>) -> String {
+    format!(
+        "{} good and {} defective images ({} with masks) of {}; AUROC good vs defective {}; \
+         calibrated from {} (image threshold was {:.6}, fusion weight {})",
+        c.good,
+        c.defective,
+        c.with_masks,
+        c.data.display(),
+        auroc.map_or_else(|| "n/a".to_string(), |v| format!("{v:.4}")),
+        c.from_run.display(),
+        c.previous_threshold,
+        c.previous_weight
+            .map_or_else(|| "n/a".to_string(), |w| w.to_string())
+    )
 }
 
 /// The patch memory's fusion weight, how it was chosen and what the validation data said of each
@@ -396,6 +416,25 @@ mod tests {
                 "map = logistic(w·(ln p − -7.026) / 1.605 + (1−w)·(ln q − 0.118) / 0.121)"
             ),
             "{r}"
+        );
+    }
+
+    #[test]
+    fn calibration_row_says_where_the_threshold_came_from() {
+        let c = crate::bundle::CalibrationRecord {
+            data: "cal".into(),
+            good: 95,
+            defective: 194,
+            with_masks: 190,
+            skipped: vec![],
+            from_run: "runs/mt".into(),
+            previous_threshold: 0.9106,
+            previous_weight: Some(0.6),
+        };
+        assert_eq!(
+            calibration_row(&c, Some(0.96994)),
+            "95 good and 194 defective images (190 with masks) of cal; AUROC good vs defective \
+             0.9699; calibrated from runs/mt (image threshold was 0.910600, fusion weight 0.6)"
         );
     }
 
