@@ -200,18 +200,21 @@ fn train_resume_test_predict() {
     assert_eq!(scores(&moved), here);
 
     // calibrate: threshold and fusion weight chosen again on labelled images, into a new folder.
+    let calibrate = |labelled: &Path, out: &Path| {
+        realnet(&[
+            "calibrate",
+            "--run",
+            a.to_str().unwrap(),
+            "--data",
+            labelled.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ])
+    };
     let meta_before = std::fs::read(a.join("meta.json")).unwrap();
     let c = tmp.path().join("calibrated");
-    let json = ok(&realnet(&[
-        "calibrate",
-        "--run",
-        a.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        c.to_str().unwrap(),
-        "--json",
-    ]));
+    let json = ok(&calibrate(&data, &c));
     let cal: serde_json::Value = serde_json::from_str(&json).unwrap();
     let rec = &cal["calibration"];
     let (good, defective) = (
@@ -278,28 +281,12 @@ fn train_resume_test_predict() {
         "{json}\n{tj}"
     );
     // An existing folder is not overwritten; a set without defects cannot calibrate.
-    let again = realnet(&[
-        "calibrate",
-        "--run",
-        a.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        c.to_str().unwrap(),
-    ]);
+    let again = calibrate(&data, &c);
     expect("calibrate into a used folder", &again, 3, &["not empty"]);
     let only_good = tmp.path().join("only_good");
     std::fs::create_dir_all(only_good.join("test")).unwrap();
     copy_dir(&data.join("test/good"), &only_good.join("test/good"));
-    let out = realnet(&[
-        "calibrate",
-        "--run",
-        a.to_str().unwrap(),
-        "--data",
-        only_good.to_str().unwrap(),
-        "--out",
-        tmp.path().join("c2").to_str().unwrap(),
-    ]);
+    let out = calibrate(&only_good, &tmp.path().join("c2"));
     expect(
         "calibration set without defects",
         &out,
@@ -311,16 +298,7 @@ fn train_resume_test_predict() {
     for d in ["good", "scratch"] {
         copy_dir(&data.join("test").join(d), &no_masks.join("test").join(d));
     }
-    let json = ok(&realnet(&[
-        "calibrate",
-        "--run",
-        a.to_str().unwrap(),
-        "--data",
-        no_masks.to_str().unwrap(),
-        "--out",
-        tmp.path().join("c3").to_str().unwrap(),
-        "--json",
-    ]));
+    let json = ok(&calibrate(&no_masks, &tmp.path().join("c3")));
     let cal: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(cal["calibration"]["with_masks"], 0);
     assert_eq!(
