@@ -172,6 +172,47 @@ fn train_resume_test_predict() {
     };
     let here = scores(&a);
     assert_eq!(here.len(), 2);
+    // --threshold moves labels and normalised scores, not raw scores; out of (0, 1) is refused.
+    let good = imgs.join("good.png");
+    let at = |t: &str| {
+        let out = realnet(&[
+            "predict",
+            "--run",
+            a.to_str().unwrap(),
+            "--threshold",
+            t,
+            good.to_str().unwrap(),
+        ]);
+        let j: serde_json::Value = serde_json::from_str(ok(&out).trim()).unwrap();
+        j
+    };
+    let (low, high) = (at("0.000001"), at("0.999999"));
+    assert_eq!(
+        (low["label"].as_str(), high["label"].as_str()),
+        (Some("anomalous"), Some("normal"))
+    );
+    assert_eq!(low["threshold"], 0.000001);
+    assert_eq!(low["score"], high["score"]);
+    let raw = low["score"].as_f64().unwrap().to_string();
+    assert_eq!(
+        at(&raw)["normalised_score"],
+        0.5,
+        "the threshold maps to 0.5"
+    );
+    let out = realnet(&[
+        "predict",
+        "--run",
+        a.to_str().unwrap(),
+        "--threshold",
+        "1.5",
+        good.to_str().unwrap(),
+    ]);
+    expect(
+        "threshold out of range",
+        &out,
+        3,
+        &["--threshold 1.5", "(0, 1)"],
+    );
     // predict --out draws the same overlay as test --overlays (no ground truth for a good image).
     let pred_out = tmp.path().join("pred_out");
     let out = realnet(&[

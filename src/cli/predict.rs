@@ -22,6 +22,11 @@ pub struct PredictArgs {
     /// Images per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
+    /// Image threshold on the raw score, in (0, 1), instead of the model's (chosen on validation
+    /// data or by `realnet calibrate`): lower flags more images. Labels and normalised scores
+    /// (threshold ↦ 0.5) follow it.
+    #[arg(long)]
+    pub threshold: Option<f64>,
 }
 
 /// Image files under `p` (folders searched recursively, sorted). A folder reached again through a
@@ -63,7 +68,18 @@ fn collect(
 
 pub fn run(a: PredictArgs, g: &Global) -> anyhow::Result<i32> {
     let device = realnet::device::parse_device(&g.device)?;
-    let det = Detector::load(&a.run, a.weights.as_deref(), device)?;
+    let mut det = Detector::load(&a.run, a.weights.as_deref(), device)?;
+    if let Some(t) = a.threshold {
+        if !(t > 0.0 && t < 1.0) {
+            return Err(realnet::error::UserError::BadInput(format!(
+                "--threshold {t}: raw scores are probabilities, give a value in (0, 1) (the \
+                 model's is {:.4})",
+                det.meta.threshold.image
+            ))
+            .into());
+        }
+        det.meta.threshold.image = t;
+    }
     let mut files = Vec::new();
     let (mut seen, mut errors) = (HashSet::new(), Vec::new());
     for p in &a.paths {
