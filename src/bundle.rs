@@ -62,7 +62,8 @@ pub struct CalibrationRecord {
     pub previous_weight: Option<f64>,
 }
 
-/// The patch memory's fusion weight, chosen on held-out normal images and synthetic anomalies.
+/// The patch memory's fusion weight, chosen on held-out normal images and synthetic anomalies
+/// (or on a `realnet calibrate` set).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WeightChoice {
     pub chosen: f64,
@@ -86,9 +87,10 @@ pub struct FusionBalance {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct WeightCandidate {
     pub weight: f64,
-    /// Held-out normal images against synthetic anomalies, by image score.
+    /// Normal against anomalous images by image score (held-out normals and synthetic
+    /// anomalies, or a `realnet calibrate` set's good and defective images).
     pub image_auroc: f64,
-    /// Synthetic anomalies' masks against every other validation pixel.
+    /// The anomalies' masks against every other pixel of the same images.
     pub pixel_auroc: f64,
 }
 
