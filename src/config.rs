@@ -81,6 +81,12 @@ pub struct TrainConfig {
     pub val_fraction: f64,
     /// Synthetic anomalies made from each held-out image for the validation set.
     pub val_anomalies_per_image: usize,
+    /// Where the validation anomalies take their content from (`--source` syntax: `self`,
+    /// `procedural`, `textures:DIR`, `sia:DIR`); empty: the training source. Validation on the
+    /// very kind of anomaly the discriminator was trained on overrates RealNet's map against the
+    /// memory's; another kind measures what real, unseen defects will see.
+    #[serde(default)]
+    pub val_source: String,
     /// Write a resumable checkpoint every this many steps.
     pub checkpoint_every: usize,
     /// Compute the clean images' features once and keep them (the official code recomputes them
@@ -145,6 +151,7 @@ impl Config {
                 afs_batches: 64,
                 val_fraction: 0.1,
                 val_anomalies_per_image: 4,
+                val_source: String::new(),
                 checkpoint_every: 500,
                 cache_clean_features: true,
                 foreground: String::new(),
@@ -296,6 +303,11 @@ impl Config {
             return bad(format!("train.lr = {} must be positive", t.lr));
         }
         crate::optim::LrCurve::check(&t.lr_schedule).or_else(bad)?;
+        if !t.val_source.is_empty() {
+            if let Err(e) = t.val_source.parse::<crate::sampling::SynthSource>() {
+                return bad(format!("train.val_source = '{}': {e}", t.val_source));
+            }
+        }
         if t.afs_batches == 0 {
             return bad("train.afs_batches must be ≥ 1 (AFS ranks channels on them)".into());
         }
@@ -595,6 +607,10 @@ mod tests {
             ("model.memory.coreset=0", "model.memory.coreset"),
             ("model.memory.weight=1.5", "model.memory.weight"),
             ("model.memory.projection=0", "model.memory.projection"),
+            (
+                "model.memory.coreset_chunk=-1",
+                "model.memory.coreset_chunk",
+            ),
         ] {
             let e = Config::resolve("lite", None, &[set.into()]).unwrap_err();
             assert!(e.to_string().contains(key), "{e}");

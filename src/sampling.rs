@@ -21,15 +21,22 @@ pub struct Sampler {
 impl Sampler {
     /// `own`: the images the `self` source draws from (the training images a run fits on, so that
     /// its held-out validation images stay unseen); shared with the caller, used only by that
-    /// source. `root` names them in messages.
+    /// source. `root` names them in messages. Validation anomalies come from `train.val_source`
+    /// when it is set, else from `source`.
     pub fn new<'a>(
         source: &SynthSource,
         cfg: &Config,
         root: &Path,
         own: impl Iterator<Item = (&'a Path, &'a Arc<RgbImage>)>,
     ) -> anyhow::Result<Sampler> {
-        let own = match source {
-            SynthSource::Own => Some(Arc::new(
+        let val_source = match cfg.train.val_source.as_str() {
+            "" => source.clone(),
+            v => v
+                .parse::<SynthSource>()
+                .map_err(|e| UserError::BadModel(format!("train.val_source = '{v}': {e}")))?,
+        };
+        let own = if [source, &val_source].contains(&&SynthSource::Own) {
+            Some(Arc::new(
                 realnet_synth::ImageSet::from_images(
                     root,
                     own.map(|(p, img)| (p.to_path_buf(), Arc::clone(img)))
@@ -37,10 +44,11 @@ impl Sampler {
                     (256, 256),
                 )
                 .map_err(|e| UserError::BadInput(format!("anomaly source: {e}")))?,
-            )),
-            _ => None,
+            ))
+        } else {
+            None
         };
-        let make = |redraw_empty: bool| {
+        let make = |source: &SynthSource, redraw_empty: bool| {
             let c = realnet_synth::SynthConfig {
                 sources: vec![realnet_synth::WeightedSource {
                     source: source.clone(),
@@ -58,8 +66,8 @@ impl Sampler {
                 .map_err(|e| UserError::BadInput(format!("anomaly source: {e}")))
         };
         Ok(Sampler {
-            train: make(cfg.train.redraw_empty)?,
-            redraw: make(true)?,
+            train: make(source, cfg.train.redraw_empty)?,
+            redraw: make(&val_source, true)?,
         })
     }
 
@@ -96,7 +104,7 @@ impl Sampler {
         (s.image, s.mask)
     }
 
-    /// Always synthetic with a non-empty mask (validation anomalies).
+    /// Always synthetic with a non-empty mask, from the validation source (validation anomalies).
     pub fn anomalous_nonempty(
         &self,
         base: &RgbImage,
@@ -166,5 +174,47 @@ mod tests {
         assert_eq!(s, (0..50).collect::<Vec<_>>());
         assert_eq!(p, permutation(50, 3));
         assert_ne!(p, permutation(50, 4));
+    }
+
+    /// `train.val_source` changes the validation anomalies only: training samples stay the
+    /// training source's, validation anomalies come from the other source.
+    #[test]
+    fn val_source_changes_validation_anomalies_only() {
+        let base = RgbImage::from_fn(256, 256, |x, y| {
+            image::Rgb([(x % 200) as u8, (y % 90) as u8, 40])
+        });
+        let own_img = Arc::new(RgbImage::from_fn(256, 256, |x, _| {
+            image::Rgb([250, (x % 7) as u8 * 30, 5])
+        }));
+        let own_path = Path::new("own.png");
+        let fg = GrayImage::from_pixel(256, 256, image::Luma([255]));
+        let sampler = |val: &str| {
+            let mut cfg = Config::lite();
+            cfg.train.val_source = val.into();
+            let own = [(own_path, &own_img)];
+            Sampler::new(
+                &SynthSource::Procedural,
+                &cfg,
+                Path::new("."),
+                own.into_iter(),
+            )
+            .unwrap()
+        };
+        let (same, other) = (sampler(""), sampler("self"));
+        for q in 0..4 {
+            let a = same.sample(&base, &fg, 7, q);
+            let b = other.sample(&base, &fg, 7, q);
+            assert!(a.0 == b.0 && a.1 == b.1, "training sample {q} changed");
+        }
+        let a = same.anomalous_nonempty(&base, &fg, 7, 0);
+        let b = other.anomalous_nonempty(&base, &fg, 7, 0);
+        assert!(
+            a.0 != b.0,
+            "the validation anomaly did not change with train.val_source"
+        );
+        let mut bad = Config::lite();
+        bad.train.val_source = "nonsense:x".into();
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("train.val_source"), "{e}");
     }
 }

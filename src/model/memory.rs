@@ -34,6 +34,12 @@ pub struct MemoryConfig {
     pub blur_sigma: f64,
     /// Dimension of the random projection the coreset is selected on.
     pub projection: i64,
+    /// Patches per chunk of the coreset selection: the rows (in image order) are cut into equal
+    /// consecutive chunks of at most this many and each keeps `coreset` of its own rows, which
+    /// costs 1/K of one greedy pass over all K·chunk rows. 0: one chunk, the exact global selection
+    /// (configs saved before the key).
+    #[serde(default)]
+    pub coreset_chunk: i64,
 }
 
 impl Default for MemoryConfig {
@@ -45,6 +51,7 @@ impl Default for MemoryConfig {
             auto_weight: false,
             blur_sigma: 4.0,
             projection: 128,
+            coreset_chunk: 0,
         }
     }
 }
@@ -63,6 +70,9 @@ impl MemoryConfig {
         )?;
         if self.projection < 1 {
             return Err("model.memory.projection must be ≥ 1".into());
+        }
+        if self.coreset_chunk < 0 {
+            return Err("model.memory.coreset_chunk must be ≥ 0 (0: one chunk)".into());
         }
         Ok(())
     }
@@ -159,6 +169,37 @@ pub fn greedy_coreset(z: &Tensor, n: usize, start: i64) -> Vec<i64> {
         }
         chosen
     })
+}
+
+/// [`greedy_coreset`] within each of K equal consecutive chunks of at most `chunk` rows of `z`
+/// (K = 1 when `chunk` is 0), keeping ⌈`share`·rows⌉ of each chunk and starting at row
+/// `seed mod rows` of it; indices into `z`, chunk by chunk. One chunk is the global selection; K
+/// chunks cost 1/K of it (each step scans one chunk), so a 10 % bank of Magnetic Tile's 702k
+/// patches takes about what 1 % took globally. Every row stays within its own chunk's covering
+/// radius, so the union covers all rows at least that well.
+pub fn chunked_coreset(z: &Tensor, share: f64, chunk: i64, seed: u64) -> Vec<i64> {
+    let rows = z.size()[0];
+    let k = if chunk > 0 {
+        (rows + chunk - 1) / chunk
+    } else {
+        1
+    }
+    .max(1);
+    (0..k)
+        .flat_map(|c| {
+            let (a, b) = (rows * c / k, rows * (c + 1) / k);
+            let len = b - a;
+            if len == 0 {
+                return Vec::new();
+            }
+            let n = ((share * len as f64).ceil() as usize).clamp(1, len as usize);
+            let start = (seed % len as u64) as i64;
+            greedy_coreset(&z.narrow(0, a, len), n, start)
+                .into_iter()
+                .map(|i| i + a)
+                .collect()
+        })
+        .collect()
 }
 
 /// Separable Gaussian blur of N×1×H×W maps (radius 4σ, reflected borders), as PatchCore smooths.
@@ -272,15 +313,13 @@ impl PatchMemory {
         tch::no_grad(|| {
             let p = patches.size()[0];
             let d = patches.size()[1];
-            let n = ((cfg.coreset * p as f64).ceil() as usize).clamp(1, p.max(1) as usize);
             // Seeds libtorch's global generator: called once training is over, so no later
             // draw of the run depends on it.
             tch::manual_seed((seed & 0x7fff_ffff_ffff_ffff) as i64);
             let proj = Tensor::randn([d, cfg.projection], (Kind::Float, patches.device()))
                 / (cfg.projection as f64).sqrt();
             let z = patches.matmul(&proj);
-            let start = (seed % p.max(1) as u64) as i64;
-            let idx = greedy_coreset(&z, n, start);
+            let idx = chunked_coreset(&z, cfg.coreset, cfg.coreset_chunk, seed);
             let bank = patches
                 .index_select(0, &Tensor::from_slice(&idx).to_device(patches.device()))
                 .contiguous();
@@ -483,6 +522,36 @@ mod tests {
         let mut sorted = all.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..10).collect::<Vec<i64>>());
+    }
+
+    #[test]
+    fn chunked_coreset_selects_within_each_chunk() {
+        tch::manual_seed(6);
+        let z = Tensor::randn([301, 4], (Kind::Float, Device::Cpu));
+        let host: Vec<Vec<f32>> = (0..301)
+            .map(|i| Vec::<f32>::try_from(z.get(i)).unwrap())
+            .collect();
+        // No chunking: the global selection from row seed mod rows, ⌈share·rows⌉ of them.
+        assert_eq!(
+            chunked_coreset(&z, 0.1, 0, 1000),
+            naive_coreset(&host, 31, 1000 % 301)
+        );
+        assert_eq!(
+            chunked_coreset(&z, 0.1, 301, 5),
+            chunked_coreset(&z, 0.1, 0, 5)
+        );
+        // Chunks of at most 100 rows: 4 equal chunks [0, 75), [75, 150), [150, 225), [225, 301),
+        // each selected on its own rows from its own start, indices offset into z.
+        let got = chunked_coreset(&z, 0.1, 100, 1000);
+        let mut want = Vec::new();
+        for (a, b) in [(0, 75), (75, 150), (150, 225), (225, 301)] {
+            let part = &host[a..b];
+            let n = (0.1 * part.len() as f64).ceil() as usize;
+            let sel = naive_coreset(part, n, 1000 % part.len());
+            want.extend(sel.into_iter().map(|i| i + a as i64));
+        }
+        assert_eq!(got, want);
+        assert_eq!(got.len(), 8 + 8 + 8 + 8);
     }
 
     #[test]
