@@ -66,7 +66,11 @@ pub struct CalibrationRecord {
 /// (or on a `realnet calibrate` set).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WeightChoice {
+    /// The map's weight.
     pub chosen: f64,
+    /// The weight of the map the image score is taken from (absent in older models: `chosen`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_chosen: Option<f64>,
     pub rule: String,
     pub candidates: Vec<WeightCandidate>,
     /// Mean and standard deviation of ln p (RealNet) and ln q (memory) on the held-out normal

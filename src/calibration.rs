@@ -142,14 +142,17 @@ pub fn fit(
         .map(|c| (c.weight, c.image_auroc, c.pixel_auroc))
         .collect();
     let k = memory::choose_weight(&triples, mcfg.weight).unwrap_or(0);
+    let k_img = memory::choose_image_weight(&triples, mcfg.weight).unwrap_or(k);
     let choice = net.memory_mut().map(|m| {
-        m.set_fusion(weights[k], balance);
+        m.set_fusion(weights[k], weights[k_img], balance);
         WeightChoice {
             chosen: weights[k],
+            image_chosen: Some(weights[k_img]),
             rule: if weights.len() > 1 {
                 format!(
-                    "highest mean of image and pixel AUROC between the {} and the {}; within {} \
-                     of it, the one closest to model.memory.weight = {}",
+                    "map: highest mean of image and pixel AUROC between the {} and the {}; image \
+                     score: highest image AUROC; within {} of the best, the one closest to \
+                     model.memory.weight = {}",
                     source.normals,
                     source.anomalies,
                     memory::WEIGHT_TIE,
@@ -167,8 +170,9 @@ pub fn fit(
             }),
         }
     });
-    let (img, pix) = &evals[k];
-    let scores = &scores[k];
+    // The image threshold belongs to the image score's weight, the pixel threshold to the map's.
+    let (img, pix) = (&evals[k_img].0, &evals[k].1);
+    let scores = &scores[k_img];
     let pick = |anomalous: bool| -> Vec<f64> {
         scores
             .iter()

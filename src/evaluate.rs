@@ -302,8 +302,10 @@ fn memory_row(c: &WeightChoice) -> String {
         None => "map = p^w · q^(1−w)".into(),
     };
     format!(
-        "{form}, RealNet's weight w = {} ({}); validation image / pixel AUROC by w: {}",
+        "{form}, RealNet's weight w = {}, for the image score {} ({}); validation image / pixel \
+         AUROC by w: {}",
         c.chosen,
+        c.image_chosen.unwrap_or(c.chosen),
         c.rule,
         table.join(", ")
     )
@@ -378,6 +380,7 @@ mod tests {
     fn memory_row_names_the_weight_and_every_candidate() {
         let c = WeightChoice {
             chosen: 0.2,
+            image_chosen: None,
             rule: "best".into(),
             candidates: vec![
                 WeightCandidate {
@@ -394,7 +397,16 @@ mod tests {
             balance: None,
         };
         let r = memory_row(&c);
-        assert!(r.contains("w = 0.2 (best)"), "{r}");
+        // Older models score images on the map itself.
+        assert!(r.contains("w = 0.2, for the image score 0.2 (best)"), "{r}");
+        let own = memory_row(&WeightChoice {
+            image_chosen: Some(0.1),
+            ..c.clone()
+        });
+        assert!(
+            own.contains("w = 0.2, for the image score 0.1 (best)"),
+            "{own}"
+        );
         assert!(
             r.ends_with("0.0: 0.9900 / 0.8700, 0.2: 0.9880 / 0.9246"),
             "{r}"

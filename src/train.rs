@@ -248,7 +248,11 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     }
     let (threshold, memory_weight) = validate(&ctx, &mut net, &val)?;
     if let Some(c) = &memory_weight {
-        tracing::info!("patch memory fusion weight {}", c.chosen);
+        tracing::info!(
+            "patch memory fusion weight {} (image score {})",
+            c.chosen,
+            c.image_chosen.unwrap_or(c.chosen)
+        );
     }
     let mut named = bundle::named_vars(&vs);
     named.extend(net.memory().map(PatchMemory::named).unwrap_or_default());

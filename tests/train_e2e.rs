@@ -286,20 +286,24 @@ fn train_resume_test_predict() {
         cal["memory_weight"]["balance"], meta_a["memory_weight"]["balance"],
         "balance kept"
     );
-    // Only the fusion weight changes in the model file, and it is the chosen one.
+    // Only the fusion weights change in the model file, and they are the chosen ones.
     let (ta, tc) = (
         realnet::bundle::read_tensors(&a.join("model.safetensors")).unwrap(),
         realnet::bundle::read_tensors(&c.join("model.safetensors")).unwrap(),
     );
     assert_eq!(ta.len(), tc.len());
     for (k, t) in &ta {
-        if k != "memory.weight" {
+        if k != "memory.weight" && k != "memory.image_weight" {
             assert!(t.equal(&tc[k]), "{k} changed");
         }
     }
     assert_eq!(
         tc["memory.weight"].double_value(&[0]),
         cal["memory_weight"]["chosen"].as_f64().unwrap()
+    );
+    assert_eq!(
+        tc["memory.image_weight"].double_value(&[0]),
+        cal["memory_weight"]["image_chosen"].as_f64().unwrap()
     );
     // Calibrated on the very images `test` scores, the threshold is test's F1-optimal one and the
     // separation its image AUROC: the same scores, the same metrics code.
@@ -369,11 +373,18 @@ fn train_resume_test_predict() {
     );
     let stored = named["memory.weight"].double_value(&[0]);
     assert_eq!(stored, chosen);
-    let other = if chosen > 0.5 { 0.0f32 } else { 1.0 };
+    // The image score's own weight, chosen by validation image AUROC, also travels in the model.
+    let image_chosen = meta["memory_weight"]["image_chosen"].as_f64().unwrap();
+    assert_eq!(
+        named["memory.image_weight"].double_value(&[0]),
+        image_chosen
+    );
+    let other = |w: f64| if w > 0.5 { 0.0f32 } else { 1.0 };
     let reweighted: Vec<(String, tch::Tensor)> = named
         .iter()
         .map(|(k, t)| match k.as_str() {
-            "memory.weight" => (k.clone(), tch::Tensor::from_slice(&[other])),
+            "memory.weight" => (k.clone(), tch::Tensor::from_slice(&[other(chosen)])),
+            "memory.image_weight" => (k.clone(), tch::Tensor::from_slice(&[other(image_chosen)])),
             _ => (k.clone(), t.shallow_clone()),
         })
         .collect();

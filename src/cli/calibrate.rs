@@ -67,9 +67,10 @@ pub fn run(a: CalibrateArgs, g: &Global) -> anyhow::Result<i32> {
         );
         if let Some(w) = &m.memory_weight {
             println!(
-                "patch memory fusion weight {} (was {})",
+                "patch memory fusion weight {} (was {}), for the image score {}",
                 w.chosen,
-                c.previous_weight.map_or("n/a".into(), |v| v.to_string())
+                c.previous_weight.map_or("n/a".into(), |v| v.to_string()),
+                w.image_chosen.unwrap_or(w.chosen)
             );
             for k in &w.candidates {
                 println!(

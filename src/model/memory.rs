@@ -86,6 +86,8 @@ pub const SCALE: &str = "memory.scale";
 pub const WEIGHT: &str = "memory.weight";
 /// The fusion's [`Balance`] (μ_p, σ_p, μ_q, σ_q); models saved before it fuse unstandardised.
 pub const BALANCE: &str = "memory.balance";
+/// The weight of the map the image score is taken from; models saved before it use `WEIGHT`.
+pub const IMAGE_WEIGHT: &str = "memory.image_weight";
 
 /// The bank and the distance that counts as typical for a normal patch (the map's unit).
 #[derive(Debug)]
@@ -93,6 +95,8 @@ pub struct PatchMemory {
     bank: Tensor,
     scale: f64,
     weight: f64,
+    /// The weight of the map the image score is taken from (see [`choose_image_weight`]).
+    image_weight: f64,
     balance: Balance,
     blur_sigma: f64,
 }
@@ -290,14 +294,30 @@ pub fn weight_grid() -> Vec<f64> {
 /// Two validation AUROCs closer than this are a tie (a few validation images are noise).
 pub const WEIGHT_TIE: f64 = 0.001;
 
-/// Index of the best candidate by the mean of image and pixel validation AUROC; among those
-/// within [`WEIGHT_TIE`] of the best, the one closest to `prior` (the configured weight), so that
-/// a category where both parts are perfect on synthetic anomalies keeps the prior.
+/// Index of the best candidate (weight, image AUROC, pixel AUROC) by the mean of image and pixel
+/// validation AUROC; among those within [`WEIGHT_TIE`] of the best, the one closest to `prior`
+/// (the configured weight), so that a category where both parts are perfect on synthetic
+/// anomalies keeps the prior. The map's weight.
 pub fn choose_weight(candidates: &[(f64, f64, f64)], prior: f64) -> Option<usize> {
-    let merit = |c: &(f64, f64, f64)| (c.1 + c.2) / 2.0;
+    choose_by(candidates, prior, |c| (c.1 + c.2) / 2.0)
+}
+
+/// The same choice by image AUROC alone: the weight of the map the image score is taken from.
+/// The image decision and the outline can prefer different shares — on Magnetic Tile's
+/// validation data image AUROC is best with little of RealNet (w 0–0.2), pixel AUROC with much
+/// (0.6–0.8) — and one weight for both gave away the image decision for the outline.
+pub fn choose_image_weight(candidates: &[(f64, f64, f64)], prior: f64) -> Option<usize> {
+    choose_by(candidates, prior, |c| c.1)
+}
+
+fn choose_by(
+    candidates: &[(f64, f64, f64)],
+    prior: f64,
+    merit: impl Fn(&(f64, f64, f64)) -> f64,
+) -> Option<usize> {
     let best = candidates
         .iter()
-        .map(merit)
+        .map(&merit)
         .fold(f64::NEG_INFINITY, f64::max);
     (0..candidates.len())
         .filter(|&i| merit(&candidates[i]) >= best - WEIGHT_TIE)
@@ -336,6 +356,7 @@ impl PatchMemory {
                 bank,
                 scale,
                 weight: cfg.weight,
+                image_weight: cfg.weight,
                 balance: Balance::IDENTITY,
                 blur_sigma: cfg.blur_sigma,
             }
@@ -361,19 +382,35 @@ impl PatchMemory {
         self.weight
     }
 
+    pub fn image_weight(&self) -> f64 {
+        self.image_weight
+    }
+
     pub fn balance(&self) -> &Balance {
         &self.balance
     }
 
-    /// Replaces the fusion weight and balance (the ones measured on validation data).
-    pub fn set_fusion(&mut self, weight: f64, balance: Balance) {
+    /// Replaces the map's and the image score's fusion weights and the balance (the ones
+    /// measured on validation data).
+    pub fn set_fusion(&mut self, weight: f64, image_weight: f64, balance: Balance) {
         self.weight = weight;
+        self.image_weight = image_weight;
         self.balance = balance;
     }
 
     /// This memory's map fused with RealNet's `p`.
     pub fn fuse(&self, p: &Tensor, q: &Tensor) -> Tensor {
         fuse(p, q, self.weight, &self.balance)
+    }
+
+    /// The map the image score is taken from: fused with the image weight, or `map` itself (the
+    /// fused map) when both weights are the same.
+    pub fn image_map(&self, p: &Tensor, q: &Tensor, map: &Tensor) -> Tensor {
+        if self.image_weight == self.weight {
+            map.shallow_clone()
+        } else {
+            fuse(p, q, self.image_weight, &self.balance)
+        }
     }
 
     /// The tensors saved in `model.safetensors`.
@@ -386,6 +423,10 @@ impl PatchMemory {
             ),
             // f64, so inference fuses with exactly the weight validation chose.
             (WEIGHT.into(), Tensor::from_slice(&[self.weight])),
+            (
+                IMAGE_WEIGHT.into(),
+                Tensor::from_slice(&[self.image_weight]),
+            ),
             (BALANCE.into(), Tensor::from_slice(&self.balance.values())),
         ]
     }
@@ -417,14 +458,20 @@ impl PatchMemory {
         if !(scale.is_finite() && scale > 0.0) {
             return Err(format!("'{SCALE}' must be one positive number"));
         }
-        let weight = match named.get(WEIGHT) {
-            Some(w) if w.numel() == 1 => w.double_value(&[0]),
-            Some(_) => f64::NAN,
-            None => cfg.weight,
+        let read_weight = |name: &str, absent: f64| {
+            let w = match named.get(name) {
+                Some(w) if w.numel() == 1 => w.double_value(&[0]),
+                Some(_) => f64::NAN,
+                None => absent,
+            };
+            if (0.0..=1.0).contains(&w) {
+                Ok(w)
+            } else {
+                Err(format!("'{name}' must be one number in [0, 1]"))
+            }
         };
-        if !(0.0..=1.0).contains(&weight) {
-            return Err(format!("'{WEIGHT}' must be one number in [0, 1]"));
-        }
+        let weight = read_weight(WEIGHT, cfg.weight)?;
+        let image_weight = read_weight(IMAGE_WEIGHT, weight)?;
         let balance = match named.get(BALANCE) {
             None => Balance::IDENTITY,
             Some(b) => {
@@ -449,6 +496,7 @@ impl PatchMemory {
             bank: bank.to_kind(Kind::Float).to_device(device),
             scale,
             weight,
+            image_weight,
             balance,
             blur_sigma: cfg.blur_sigma,
         })
@@ -651,6 +699,17 @@ mod tests {
         assert_eq!(choose_weight(&c, 0.5), Some(1));
         assert_eq!(choose_weight(&c, 0.9), Some(2));
         assert_eq!(choose_weight(&[], 0.5), None);
+        // The image score's weight looks at image AUROC alone: here 0 for the image score,
+        // where the mean of both picks 1 for the map.
+        let c = [
+            (0.0, 0.993, 0.869),
+            (0.5, 0.991, 0.915),
+            (1.0, 0.954, 0.923),
+        ];
+        assert_eq!(choose_weight(&c, 0.5), Some(1));
+        assert_eq!(choose_image_weight(&c, 0.5), Some(0));
+        let c = [(0.0, 0.9935, 0.8), (0.5, 0.993, 0.9), (1.0, 0.9, 0.95)];
+        assert_eq!(choose_image_weight(&c, 0.5), Some(1));
         // Without a memory the map is RealNet's whatever the weight.
         let p = Tensor::from_slice(&[0.2f32, 0.7]);
         let b = Balance::IDENTITY;
@@ -688,12 +747,33 @@ mod tests {
             log_p: (-7.1, 1.6),
             log_q: (0.12, 0.121),
         };
-        chosen.set_fusion(0.2, balance);
+        chosen.set_fusion(0.2, 0.1, balance);
         let mut named: std::collections::HashMap<String, Tensor> =
             chosen.named().into_iter().collect();
         let back = PatchMemory::from_named(&named, &cfg, 6, Device::Cpu).unwrap();
-        assert!(back.weight() == 0.2 && cfg.weight == 0.5);
+        assert!(back.weight() == 0.2 && back.image_weight() == 0.1 && cfg.weight == 0.5);
         assert_eq!(back.balance(), &balance);
+        // The image score's map is fused with its own weight; with equal weights it is the map.
+        let (p, q) = (
+            Tensor::from_slice(&[0.2f32, 0.7]),
+            Tensor::from_slice(&[1f32, 3.]),
+        );
+        let map = back.fuse(&p, &q);
+        assert!(back
+            .image_map(&p, &q, &map)
+            .equal(&fuse(&p, &q, 0.1, &balance)));
+        assert!(!back.image_map(&p, &q, &map).equal(&map));
+        let mut same = PatchMemory::build(&patches, &cfg, 9);
+        same.set_fusion(0.2, 0.2, balance);
+        assert!(same.image_map(&p, &q, &map).equal(&map));
+        // Without an image weight (older models) the image score uses the map's weight.
+        named.remove(IMAGE_WEIGHT);
+        let back = PatchMemory::from_named(&named, &cfg, 6, Device::Cpu).unwrap();
+        assert_eq!(back.image_weight(), 0.2);
+        named.insert(IMAGE_WEIGHT.into(), Tensor::from_slice(&[-0.1f64]));
+        let e = PatchMemory::from_named(&named, &cfg, 6, Device::Cpu).unwrap_err();
+        assert!(e.contains("'memory.image_weight'"), "{e}");
+        named.remove(IMAGE_WEIGHT);
         // Without the balance (older models) the fusion is unstandardised; a broken one is refused.
         named.remove(BALANCE);
         let back = PatchMemory::from_named(&named, &cfg, 6, Device::Cpu).unwrap();

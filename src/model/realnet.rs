@@ -149,11 +149,15 @@ impl RealNet {
     pub fn maps_and_scores(&self, features: &[Tensor], pool: i64) -> (Tensor, Tensor) {
         tch::no_grad(|| {
             let (p, q) = self.component_maps(features);
-            let maps = match (&self.memory, q) {
-                (Some(m), Some(q)) => m.fuse(&p, &q),
-                _ => p,
+            let (maps, scored) = match (&self.memory, q) {
+                (Some(m), Some(q)) => {
+                    let maps = m.fuse(&p, &q);
+                    let scored = m.image_map(&p, &q, &maps);
+                    (maps, scored)
+                }
+                _ => (p.shallow_clone(), p),
             };
-            let scores = image_scores(&maps, pool);
+            let scores = image_scores(&scored, pool);
             (maps, scores)
         })
     }
