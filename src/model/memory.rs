@@ -557,13 +557,19 @@ mod tests {
         chosen.into_iter().map(|i| i as i64).collect()
     }
 
-    #[test]
-    fn greedy_coreset_is_farthest_point_selection() {
-        tch::manual_seed(5);
-        let z = Tensor::randn([300, 4], (Kind::Float, Device::Cpu));
-        let host: Vec<Vec<f32>> = (0..300)
+    /// `n` seeded random 4-d rows, as a tensor and on the host.
+    fn random_rows(seed: i64, n: i64) -> (Tensor, Vec<Vec<f32>>) {
+        tch::manual_seed(seed);
+        let z = Tensor::randn([n, 4], (Kind::Float, Device::Cpu));
+        let host = (0..n)
             .map(|i| Vec::<f32>::try_from(z.get(i)).unwrap())
             .collect();
+        (z, host)
+    }
+
+    #[test]
+    fn greedy_coreset_is_farthest_point_selection() {
+        let (z, host) = random_rows(5, 300);
         assert_eq!(greedy_coreset(&z, 25, 7), naive_coreset(&host, 25, 7));
         // Asking for more rows than exist selects each row once.
         let all = greedy_coreset(&z.narrow(0, 0, 10), 50, 0);
@@ -574,11 +580,7 @@ mod tests {
 
     #[test]
     fn chunked_coreset_selects_within_each_chunk() {
-        tch::manual_seed(6);
-        let z = Tensor::randn([301, 4], (Kind::Float, Device::Cpu));
-        let host: Vec<Vec<f32>> = (0..301)
-            .map(|i| Vec::<f32>::try_from(z.get(i)).unwrap())
-            .collect();
+        let (z, host) = random_rows(6, 301);
         // No chunking: the global selection from row seed mod rows, ⌈share·rows⌉ of them.
         assert_eq!(
             chunked_coreset(&z, 0.1, 0, 1000),
