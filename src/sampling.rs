@@ -16,6 +16,7 @@ pub use realnet_synth::SourceSpec as SynthSource;
 pub struct Sampler {
     train: realnet_synth::Synthesizer,
     redraw: realnet_synth::Synthesizer,
+    val_source: SynthSource,
 }
 
 impl Sampler {
@@ -68,7 +69,13 @@ impl Sampler {
         Ok(Sampler {
             train: make(source, cfg.train.redraw_empty)?,
             redraw: make(&val_source, true)?,
+            val_source,
         })
+    }
+
+    /// Where the validation anomalies come from.
+    pub fn val_source(&self) -> &SynthSource {
+        &self.val_source
     }
 
     /// Anomaly source files found unreadable so far (skipped, each with why).
@@ -212,6 +219,8 @@ mod tests {
             a.0 != b.0,
             "the validation anomaly did not change with train.val_source"
         );
+        assert_eq!(other.val_source(), &SynthSource::Own);
+        assert_eq!(same.val_source(), &SynthSource::Procedural);
         let mut bad = Config::lite();
         bad.train.val_source = "nonsense:x".into();
         let e = bad.validate().unwrap_err().to_string();

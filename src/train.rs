@@ -597,6 +597,10 @@ fn validate(
         Vec::new()
     };
     let features = |imgs: &[&RgbImage]| backbone_features(ctx, imgs);
+    let anomalies = format!(
+        "synthetic anomalies on them (source {})",
+        ctx.synth.val_source()
+    );
     let plan = calibration::Plan {
         weights: &weights,
         memory: mcfg,
@@ -604,7 +608,7 @@ fn validate(
         keep_balance: None,
         source: calibration::Source {
             normals: "held-out normal images",
-            anomalies: "synthetic anomalies on them",
+            anomalies: &anomalies,
         },
     };
     Ok(calibration::fit(net, &features, &items, &plan))
