@@ -183,7 +183,7 @@ impl Config {
         // RealNet's map fused with a patch memory's (beyond the paper): bottle seed 100 pixel AUROC /
         // AUPRO 0.9835 / 0.950 → 0.9857 / 0.957 (docs/results.md). The weights (RealNet's share of
         // the standardised logs; the map's, and the image score's own) are chosen on the validation
-        // data: 0.8–0.9 / 0.5 on bottle, 0.5 / 0.3 on Magnetic Tile, whose RealNet maps are the
+        // data: 0.5–0.8 / 0–0.5 on bottle, 0.5 / 0.2–0.3 on Magnetic Tile, whose RealNet maps are the
         // weaker part.
         c.model.memory.enabled = true;
         c.model.memory.auto_weight = true;
