@@ -8,7 +8,7 @@ into equal consecutive chunks of at most CHUNK rows and each keeps the same shar
 
 Writes the peer's results JSON to OUT and its maps to OUT-maps (docs/results.md: 10 % in 11 chunks gave
 0.974 / 0.834 / 0.720 / AP 0.331 on the tiles against the global 10 %'s 0.975 / 0.837 / 0.721 / 0.333,
-coreset 463 s against about 41 min).
+coreset 463–482 s against about 41 min).
 """
 import argparse
 import math
