@@ -97,6 +97,19 @@ pub struct TrainConfig {
     pub foreground: String,
 }
 
+impl TrainConfig {
+    /// `val_source` parsed; `None` when empty (validation uses the training source).
+    pub fn val_source_spec(&self) -> Result<Option<crate::sampling::SynthSource>, String> {
+        if self.val_source.is_empty() {
+            return Ok(None);
+        }
+        self.val_source
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("train.val_source = '{}': {e}", self.val_source))
+    }
+}
+
 /// The official schedule; also what configs saved before `lr_schedule` existed load as.
 pub(crate) fn default_lr_schedule() -> String {
     "constant".into()
@@ -309,11 +322,7 @@ impl Config {
             return bad(format!("train.lr = {} must be positive", t.lr));
         }
         crate::optim::LrCurve::check(&t.lr_schedule).or_else(bad)?;
-        if !t.val_source.is_empty() {
-            if let Err(e) = t.val_source.parse::<crate::sampling::SynthSource>() {
-                return bad(format!("train.val_source = '{}': {e}", t.val_source));
-            }
-        }
+        t.val_source_spec().map(drop).or_else(bad)?;
         if t.afs_batches == 0 {
             return bad("train.afs_batches must be ≥ 1 (AFS ranks channels on them)".into());
         }

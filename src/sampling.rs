@@ -30,12 +30,11 @@ impl Sampler {
         root: &Path,
         own: impl Iterator<Item = (&'a Path, &'a Arc<RgbImage>)>,
     ) -> anyhow::Result<Sampler> {
-        let val_source = match cfg.train.val_source.as_str() {
-            "" => source.clone(),
-            v => v
-                .parse::<SynthSource>()
-                .map_err(|e| UserError::BadModel(format!("train.val_source = '{v}': {e}")))?,
-        };
+        let val_source = cfg
+            .train
+            .val_source_spec()
+            .map_err(UserError::BadModel)?
+            .unwrap_or_else(|| source.clone());
         let own = if [source, &val_source].contains(&&SynthSource::Own) {
             Some(Arc::new(
                 realnet_synth::ImageSet::from_images(

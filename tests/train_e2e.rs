@@ -174,18 +174,18 @@ fn train_resume_test_predict() {
     assert_eq!(here.len(), 2);
     // --threshold moves labels and normalised scores, not raw scores; out of (0, 1) is refused.
     let good = imgs.join("good.png");
-    let at = |t: &str| {
-        let out = realnet(&[
+    let predict_at = |t: &str| {
+        realnet(&[
             "predict",
             "--run",
             a.to_str().unwrap(),
             "--threshold",
             t,
             good.to_str().unwrap(),
-        ]);
-        let j: serde_json::Value = serde_json::from_str(ok(&out).trim()).unwrap();
-        j
+        ])
     };
+    let at =
+        |t: &str| -> serde_json::Value { serde_json::from_str(ok(&predict_at(t)).trim()).unwrap() };
     let (low, high) = (at("0.000001"), at("0.999999"));
     assert_eq!(
         (low["label"].as_str(), high["label"].as_str()),
@@ -199,17 +199,9 @@ fn train_resume_test_predict() {
         0.5,
         "the threshold maps to 0.5"
     );
-    let out = realnet(&[
-        "predict",
-        "--run",
-        a.to_str().unwrap(),
-        "--threshold",
-        "1.5",
-        good.to_str().unwrap(),
-    ]);
     expect(
         "threshold out of range",
-        &out,
+        &predict_at("1.5"),
         3,
         &["--threshold 1.5", "(0, 1)"],
     );
