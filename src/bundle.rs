@@ -56,10 +56,13 @@ pub struct CalibrationRecord {
     pub with_masks: usize,
     /// Unreadable files, reported and left out.
     pub skipped: Vec<String>,
-    /// The run it was calibrated from, and that run's image threshold and fusion weight.
+    /// The run it was calibrated from, and that run's image threshold and fusion weights.
     pub from_run: PathBuf,
     pub previous_threshold: f64,
     pub previous_weight: Option<f64>,
+    /// That run's image-score weight (absent in records written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_image_weight: Option<f64>,
 }
 
 /// The patch memory's fusion weight, chosen on held-out normal images and synthetic anomalies

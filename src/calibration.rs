@@ -267,6 +267,11 @@ pub fn calibrate(opts: &CalibrateOptions, device: Device) -> anyhow::Result<Dete
     let previous_threshold = det.meta.threshold.image;
     let previous_pixel = det.meta.threshold.pixel;
     let previous_weight = det.meta.memory_weight.as_ref().map(|c| c.chosen);
+    let previous_image_weight = det
+        .meta
+        .memory_weight
+        .as_ref()
+        .map(|c| c.image_chosen.unwrap_or(c.chosen));
     det.calibrate(
         &items,
         Source {
@@ -290,6 +295,7 @@ pub fn calibrate(opts: &CalibrateOptions, device: Device) -> anyhow::Result<Dete
         from_run: std::fs::canonicalize(&opts.run).unwrap_or(opts.run.clone()),
         previous_threshold,
         previous_weight,
+        previous_image_weight,
     });
     write_run(&opts.run, &opts.out, &det)?;
     Ok(det)

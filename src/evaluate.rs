@@ -267,7 +267,7 @@ fn metadata(det: &Detector, opts: &TestOptions) -> Vec<(String, String)> {
 fn calibration_row(c: &CalibrationRecord, auroc: Option<f64>) -> String {
     format!(
         "{} good and {} defective images ({} with masks) of {}; AUROC good vs defective {}; \
-         calibrated from {} (image threshold was {:.6}, fusion weight {})",
+         calibrated from {} (image threshold was {:.6}, fusion weight {}{})",
         c.good,
         c.defective,
         c.with_masks,
@@ -276,7 +276,10 @@ fn calibration_row(c: &CalibrationRecord, auroc: Option<f64>) -> String {
         c.from_run.display(),
         c.previous_threshold,
         c.previous_weight
-            .map_or_else(|| "n/a".to_string(), |w| w.to_string())
+            .map_or_else(|| "n/a".to_string(), |w| w.to_string()),
+        // Records written before the image weight existed say nothing of it.
+        c.previous_image_weight
+            .map_or_else(String::new, |w| format!(", for the image score {w}"))
     )
 }
 
@@ -442,12 +445,20 @@ mod tests {
             from_run: "runs/mt".into(),
             previous_threshold: 0.9106,
             previous_weight: Some(0.6),
+            previous_image_weight: None,
         };
         assert_eq!(
             calibration_row(&c, Some(0.96994)),
             "95 good and 194 defective images (190 with masks) of cal; AUROC good vs defective \
              0.9699; calibrated from runs/mt (image threshold was 0.910600, fusion weight 0.6)"
         );
+        let c = crate::bundle::CalibrationRecord {
+            previous_image_weight: Some(0.3),
+            ..c
+        };
+        assert!(calibration_row(&c, None).ends_with(
+            "(image threshold was 0.910600, fusion weight 0.6, for the image score 0.3)"
+        ));
     }
 
     #[test]

@@ -260,6 +260,12 @@ fn train_resume_test_predict() {
         "every test image of the calibration folder"
     );
     assert_eq!(rec["with_masks"].as_u64(), Some(defective));
+    // The record keeps both weights the run had before.
+    let before: serde_json::Value = serde_json::from_slice(&meta_before).unwrap();
+    let was = &before["memory_weight"];
+    assert_eq!(rec["previous_weight"], was["chosen"]);
+    assert_eq!(rec["previous_image_weight"], was["image_chosen"]);
+    assert!(rec["previous_image_weight"].is_f64());
     assert_eq!(
         cal["memory_weight"]["candidates"].as_array().unwrap().len(),
         11

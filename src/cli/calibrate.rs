@@ -66,11 +66,13 @@ pub fn run(a: CalibrateArgs, g: &Global) -> anyhow::Result<i32> {
                 .map_or("n/a".into(), |v| format!("{v:.4}"))
         );
         if let Some(w) = &m.memory_weight {
+            let was = |v: Option<f64>| v.map_or("n/a".into(), |v| v.to_string());
             println!(
-                "patch memory fusion weight {} (was {}), for the image score {}",
+                "patch memory fusion weight {} (was {}), for the image score {} (was {})",
                 w.chosen,
-                c.previous_weight.map_or("n/a".into(), |v| v.to_string()),
-                w.image_chosen.unwrap_or(w.chosen)
+                was(c.previous_weight),
+                w.image_chosen.unwrap_or(w.chosen),
+                was(c.previous_image_weight)
             );
             for k in &w.candidates {
                 println!(
