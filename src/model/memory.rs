@@ -37,7 +37,8 @@ pub struct MemoryConfig {
     /// Patches per chunk of the coreset selection: the rows (in image order) are cut into equal
     /// consecutive chunks of at most this many and each keeps `coreset` of its own rows, which
     /// costs 1/K of one greedy pass over all K·chunk rows. 0: one chunk, the exact global selection
-    /// (configs saved before the key).
+    /// (configs saved before the key). Meant for large shares: at 10 % the chunked bank scored as
+    /// the global one, at 1 % its few centres per chunk cost 0.01–0.02 AUROC (docs/results.md).
     #[serde(default)]
     pub coreset_chunk: i64,
 }
