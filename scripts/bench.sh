@@ -4,7 +4,8 @@
 # hits both alike. Prints one markdown table: medians over the rounds of each side's median, the
 # minima, the peak RSS, and the ratio realnet / reference (< 1: realnet is faster / smaller).
 #   scripts/bench.sh [CONFIG=small] [WHAT=all] [ROUNDS=3] [-- extra flags for both, e.g. --iters 2]
-# Env: PY (default ~/.cache/realnet/venv/bin/python), REF (the reference script),
+# Env: PY (default ~/.cache/realnet/venv/bin/python), REF (the reference script), PRECISION (realnet's
+#      inference precision, f32 or bf16; default f32 — the reference always runs f32),
 #      CARGO_TARGET_DIR (default target), OUT (raw JSON lines; default target/bench/<config>-<what>.jsonl).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,13 +33,13 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 RAYON_NUM_THRE
 
 ref_what="$WHAT"
 [ "$WHAT" = synth ] && ref_what=perlin
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC')  $(getconf _NPROCESSORS_ONLN) CPUs  load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC')  $(getconf _NPROCESSORS_ONLN) CPUs  load average: $(cut -d' ' -f1-3 /proc/loadavg)  realnet precision: ${PRECISION:-f32}" >&2
 for r in $(seq 1 "$ROUNDS"); do
   echo "== round $r/$ROUNDS: reference (load $(cut -d' ' -f1 /proc/loadavg))" >&2
   "$PY" "$REF" --config "$CONFIG" --what "$ref_what" --threads 1 --no-probe --json "${EXTRA[@]}" \
     | sed "s/^{/{\"side\": \"reference\", \"round\": $r, /" | tee -a "$OUT" >&2
   echo "== round $r/$ROUNDS: realnet (load $(cut -d' ' -f1 /proc/loadavg))" >&2
-  "$BIN" --threads 1 --device cpu bench --config "$CONFIG" --what "$WHAT" --json "${EXTRA[@]}" \
+  "$BIN" --threads 1 --device cpu --precision "${PRECISION:-f32}" bench --config "$CONFIG" --what "$WHAT" --json "${EXTRA[@]}" \
     | sed "s/^{/{\"side\": \"realnet\", \"round\": $r, /" | tee -a "$OUT" >&2
 done
 echo "# done $(date -u '+%H:%M UTC'), load average: $(cut -d' ' -f1-3 /proc/loadavg); raw: $OUT" >&2

@@ -10,6 +10,7 @@ use crate::model::backbone::{Backbone, BackboneKind};
 use crate::model::realnet::{self, RealNet};
 use crate::model::rrs::RrsConfig;
 use crate::optim::Adam;
+use crate::precision::Precision;
 use crate::sdas::unet::{DiffusionUNet, UNetConfig};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
@@ -193,6 +194,8 @@ pub struct Options {
     pub diff_batch: Option<i64>,
     pub seed: u64,
     pub device: Device,
+    /// Inference precision (the other measurements are f32).
+    pub precision: Precision,
 }
 
 impl Options {
@@ -207,6 +210,7 @@ impl Options {
             diff_batch: None,
             seed: 0,
             device: Device::Cpu,
+            precision: Precision::F32,
         }
     }
 
@@ -399,6 +403,10 @@ fn record(
     put("warmup", json!(warmup));
     put("attn", json!("matmul"));
     put("impl", json!("realnet"));
+    // The reference measures f32 only; a bf16 inference record says so.
+    if unit.what == What::Infer && opts.precision != Precision::F32 {
+        put("precision", json!(opts.precision.name()));
+    }
     if iters_requested != times.len() {
         put("iters_requested", json!(iters_requested));
     }
@@ -449,11 +457,12 @@ pub struct Model {
     pub trainable: i64,
 }
 
-pub fn build_model(opts: &Options) -> Model {
+/// The model in `precision` (bf16 for inference only: training steps are measured in f32).
+pub fn build_model(opts: &Options, precision: Precision) -> Model {
     let p = opts.preset;
     let cfg = p.config();
     let kind = p.backbone();
-    let backbone = Backbone::random(kind, opts.device, opts.seed as i64);
+    let backbone = Backbone::random_as(kind, opts.device, opts.seed as i64, precision);
     tch::manual_seed(opts.seed as i64);
     let vs = nn::VarStore::new(opts.device);
     let net = RealNet::new(&vs.root(), &cfg);
@@ -474,6 +483,7 @@ pub fn build_model(opts: &Options) -> Model {
         })
         .collect();
     net.set_afs(&idx);
+    precision.cast_vars(&vs, &[crate::model::realnet::AFS_VARS]);
     let vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     let recon: Vec<i64> = (0..4)
         .map(|k| count(&vars, |n| n.starts_with(&format!("recon.{k}."))))
@@ -498,7 +508,7 @@ fn randn(shape: &[i64], device: Device) -> Tensor {
 }
 
 fn measure_infer(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value>> {
-    let model = build_model(opts);
+    let model = build_model(opts, opts.precision);
     let b = unit.batch;
     let size = opts.preset.config().model.image_size;
     let pool = opts.preset.config().model.score_pool;
@@ -522,7 +532,7 @@ fn measure_infer(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value
 }
 
 fn measure_train(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value>> {
-    let mut model = build_model(opts);
+    let mut model = build_model(opts, Precision::F32);
     let b = unit.batch;
     let cached = unit.what == What::TrainCached;
     let size = opts.preset.config().model.image_size;
@@ -847,7 +857,7 @@ mod tests {
     /// The small preset's trainable parts have the reference's parameter counts.
     #[test]
     fn small_realnet_parameter_counts_match_the_reference() {
-        let m = build_model(&Options::new(Preset::Small));
+        let m = build_model(&Options::new(Preset::Small), Precision::F32);
         assert_eq!(
             m.table["recon"],
             json!([3_227_864, 3_232_480, 12_901_824, 12_975_616])

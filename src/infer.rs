@@ -8,7 +8,8 @@ use crate::config::Config;
 use crate::error::UserError;
 use crate::model::backbone::{Backbone, BackboneKind};
 use crate::model::memory::{self, PatchMemory};
-use crate::model::realnet::RealNet;
+use crate::model::realnet::{RealNet, AFS_VARS};
+use crate::precision::Precision;
 use image::RgbImage;
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
@@ -38,12 +39,22 @@ impl Detector {
     /// file recorded at training, else the default location. The backbone file must be the one the
     /// model was trained on (same sha256).
     pub fn load(run: &Path, weights: Option<&Path>, device: Device) -> anyhow::Result<Detector> {
+        Self::load_as(run, weights, device, Precision::F32)
+    }
+
+    /// [`Detector::load`] with the networks in `precision` (see [`Precision`]).
+    pub fn load_as(
+        run: &Path,
+        weights: Option<&Path>,
+        device: Device,
+        precision: Precision,
+    ) -> anyhow::Result<Detector> {
         let meta = bundle::read_meta(run)?;
         let config = Config::load(&run.join(bundle::CONFIG))?;
         let kind =
             BackboneKind::parse(&meta.backbone).map_err(|e| UserError::BadModel(e.to_string()))?;
         let wpath = resolve_weights(weights, &meta, kind)?;
-        let backbone = Backbone::load(kind, &wpath, device)?;
+        let backbone = Backbone::load_as(kind, &wpath, device, true, precision)?;
         if let (Some(want), Some(got)) = (&meta.backbone_sha256, backbone.weights_sha256()) {
             if want != got {
                 return Err(UserError::BadModel(format!(
@@ -66,6 +77,8 @@ impl Detector {
                 .map_err(|e| UserError::BadModel(format!("{}: {e}", mpath.display())))?;
             net.set_memory(m);
         }
+        // AFS indices stay f32: bf16 holds integers exactly only up to 256.
+        precision.cast_vars(&vs, &[AFS_VARS]);
         vs.freeze();
         Ok(Detector {
             meta,

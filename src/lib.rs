@@ -25,6 +25,7 @@ pub mod infer;
 pub mod model;
 pub mod optim;
 pub mod overlay;
+pub mod precision;
 pub mod progress;
 pub mod sampling;
 pub mod sdas;

@@ -75,6 +75,7 @@ pub fn run(a: BenchArgs, g: &super::Global) -> anyhow::Result<i32> {
         diff_batch: a.diff_batch,
         seed: a.seed,
         device: realnet::device::parse_device(&g.device)?,
+        precision: g.precision()?,
     };
     if let Some(u) = &a.unit {
         let unit = Unit::parse(u).ok_or_else(|| bad(format!("--unit '{u}'")))?;
@@ -103,7 +104,7 @@ pub fn run(a: BenchArgs, g: &super::Global) -> anyhow::Result<i32> {
             bench::run_unit(&opts, unit)?
         } else {
             let mut cmd = Command::new(&exe);
-            cmd.args(["--device", &g.device]);
+            cmd.args(["--device", &g.device, "--precision", &g.precision]);
             if let Some(t) = g.threads {
                 cmd.args(["--threads", &t.to_string()]);
             }

@@ -38,9 +38,21 @@ pub struct Global {
     /// Threads for libtorch and the data pipeline (default: all cores).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// Inference precision of `test`, `predict`, `serve` and `bench --what infer`: f32, or bf16
+    /// (weights and activations of the networks; maps, memory search and scores stay f32).
+    /// Training, validation and `calibrate` run in f32.
+    #[arg(long, global = true, default_value = "f32")]
+    pub precision: String,
     /// More log output (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+impl Global {
+    pub fn precision(&self) -> Result<realnet::precision::Precision, realnet::error::UserError> {
+        realnet::precision::Precision::parse(&self.precision)
+            .map_err(realnet::error::UserError::BadInput)
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -68,7 +68,7 @@ fn collect(
 
 pub fn run(a: PredictArgs, g: &Global) -> anyhow::Result<i32> {
     let device = realnet::device::parse_device(&g.device)?;
-    let mut det = Detector::load(&a.run, a.weights.as_deref(), device)?;
+    let mut det = Detector::load_as(&a.run, a.weights.as_deref(), device, g.precision()?)?;
     if let Some(t) = a.threshold {
         if !(t > 0.0 && t < 1.0) {
             return Err(realnet::error::UserError::BadInput(format!(

@@ -48,6 +48,7 @@ pub fn run(a: ServeArgs, g: &Global) -> anyhow::Result<i32> {
             max_batch: a.max_batch as usize,
             wait: Duration::from_millis(a.batch_wait_ms),
             max_queue: a.max_queue as usize,
+            precision: g.precision()?,
         },
         max_body: (a.max_body_mb as usize) << 20,
         max_pixels: a.max_pixels,

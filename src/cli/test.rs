@@ -41,7 +41,7 @@ pub struct TestArgs {
 
 pub fn run(a: TestArgs, g: &Global) -> anyhow::Result<i32> {
     let device = realnet::device::parse_device(&g.device)?;
-    let det = Detector::load(&a.run, a.weights.as_deref(), device)?;
+    let det = Detector::load_as(&a.run, a.weights.as_deref(), device, g.precision()?)?;
     let data = a.data.unwrap_or_else(|| det.meta.data.clone());
     let out = test(
         &det,

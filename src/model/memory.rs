@@ -109,7 +109,11 @@ pub fn patch_dim(channels: [i64; 4]) -> i64 {
 
 /// Locally aware patch features N×D×h×w from the backbone's four blocks (strides 4, 8, 16, 32).
 pub fn embed(features: &[Tensor]) -> Tensor {
-    let pool = |t: &Tensor| t.avg_pool2d([3, 3], [1, 1], [1, 1], false, true, None::<i64>);
+    // In f32 whatever the network's precision: the bank and the search are f32.
+    let pool = |t: &Tensor| {
+        t.to_kind(Kind::Float)
+            .avg_pool2d([3, 3], [1, 1], [1, 1], false, true, None::<i64>)
+    };
     let f8 = pool(&features[1]);
     let (h, w) = (f8.size()[2], f8.size()[3]);
     let f16 = pool(&features[2]).upsample_bilinear2d([h, w], false, None, None);

@@ -7,6 +7,9 @@ use super::rrs::Rrs;
 use crate::config::ModelConfig;
 use tch::{nn, Kind, Tensor};
 
+/// The var-store path of the AFS indices (`afs.<block>`), stored as floats.
+pub const AFS_VARS: &str = "afs";
+
 #[derive(Debug)]
 pub struct RealNet {
     /// AFS indices per block, kept in the VarStore (as non-trainable f32) so they travel with the model.
@@ -41,7 +44,7 @@ impl RealNet {
             .iter()
             .enumerate()
             .map(|(k, &keep)| {
-                let t = (p / "afs").zeros_no_train(&k.to_string(), &[keep]);
+                let t = (p / AFS_VARS).zeros_no_train(&k.to_string(), &[keep]);
                 let mut dst = t.shallow_clone();
                 tch::no_grad(|| {
                     dst.copy_(&Tensor::arange(keep, (Kind::Float, t.device())));

@@ -27,6 +27,8 @@ pub struct BatchOptions {
     pub wait: Duration,
     /// Most images waiting for the worker; more are refused.
     pub max_queue: usize,
+    /// The networks' precision (`--precision`).
+    pub precision: crate::precision::Precision,
 }
 
 /// Why an image got no prediction.
@@ -72,7 +74,8 @@ impl Batcher {
         let handle = std::thread::Builder::new()
             .name("realnet-infer".into())
             .spawn(move || {
-                let det = match Detector::load(&run, weights.as_deref(), device) {
+                let det = match Detector::load_as(&run, weights.as_deref(), device, opts.precision)
+                {
                     Ok(det) => det,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));

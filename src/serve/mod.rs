@@ -48,6 +48,7 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
         "realnet_version": env!("CARGO_PKG_VERSION"),
         "trained_with_version": meta.tool_version,
         "backbone": meta.backbone,
+        "precision": opts.batch.precision.name(),
         "preset": loaded.config.preset,
         "image_size": meta.image_size,
         "score_pool": meta.score_pool,

@@ -4,6 +4,7 @@
 //! PyTorch state-dict names. The same code then lists the tensors it expects ([`Source::Spec`]),
 //! makes random ones ([`Source::Random`]) or takes them from a loaded file ([`Source::File`]).
 
+use crate::precision::Precision;
 use crate::weights::strict::Expected;
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
@@ -143,6 +144,7 @@ pub struct Params<'a> {
     source: Source<'a>,
     device: Device,
     fold: bool,
+    precision: Precision,
     pub expected: Vec<Expected>,
 }
 
@@ -152,8 +154,15 @@ impl<'a> Params<'a> {
             source,
             device,
             fold,
+            precision: Precision::F32,
             expected: Vec::new(),
         }
+    }
+
+    /// The layers' tensors in `precision` (folding still runs in f64 first).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
     }
 
     pub fn is_spec(&self) -> bool {
@@ -222,8 +231,8 @@ impl<'a> Params<'a> {
             // Unreachable after the strict check; empty tensors rather than a panic.
             _ => (empty(), empty(), empty(), empty(), empty()),
         };
-        let dev = self.device;
-        let f32 = |t: Tensor| t.to_kind(Kind::Float).to_device(dev);
+        let (dev, precision) = (self.device, self.precision);
+        let f32 = |t: Tensor| precision.cast(&t.to_device(dev));
         if self.is_spec() || w.numel() == 0 {
             return ConvBn {
                 weight: w,
@@ -280,11 +289,11 @@ impl<'a> Params<'a> {
         if self.is_spec() {
             return None;
         }
-        let dev = self.device;
+        let (dev, precision) = (self.device, self.precision);
         match (w, b) {
             (Some(w), Some(b)) => Some(Linear {
-                weight: w.to_kind(Kind::Float).to_device(dev),
-                bias: b.to_kind(Kind::Float).to_device(dev),
+                weight: precision.cast(&w.to_device(dev)),
+                bias: precision.cast(&b.to_device(dev)),
             }),
             _ => None,
         }

@@ -14,12 +14,13 @@ pub mod mobilenet_v2;
 pub mod resnet;
 
 use crate::error::UserError;
+use crate::precision::Precision;
 use crate::weights::strict::{self, Expected};
 use anyhow::Result;
 use layers::{Params, Source};
 use std::collections::HashMap;
 use std::path::Path;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackboneKind {
@@ -194,6 +195,7 @@ pub fn feature_endpoints(kind: BackboneKind) -> [String; 4] {
 pub struct Backbone {
     kind: BackboneKind,
     net: Net,
+    precision: Precision,
     sha256: Option<String>,
     feature_names: [String; 4],
 }
@@ -226,16 +228,28 @@ impl Backbone {
         device: Device,
         fold: bool,
     ) -> Result<Backbone> {
+        Self::load_as(kind, weights, device, fold, Precision::F32)
+    }
+
+    /// [`Backbone::load_with`] with the weights in `precision` (features then come in it too).
+    pub fn load_as(
+        kind: BackboneKind,
+        weights: &Path,
+        device: Device,
+        fold: bool,
+        precision: Precision,
+    ) -> Result<Backbone> {
         let file = crate::weights::read_safetensors(weights)?;
         let map: HashMap<String, Tensor> = file.tensors.into_iter().collect();
         check_weights(kind, weights, &map)?;
         let net = tch::no_grad(|| {
-            let mut p = Params::new(Source::File(&map), device, fold);
+            let mut p = Params::new(Source::File(&map), device, fold).with_precision(precision);
             Net::build(kind, &mut p)
         });
         Ok(Backbone {
             kind,
             net,
+            precision,
             sha256: Some(file.sha256),
             feature_names: feature_endpoints(kind),
         })
@@ -244,23 +258,38 @@ impl Backbone {
     /// Random PyTorch-style initialisation (kaiming-normal convs, identity BatchNorm), seeded through
     /// tch's global generator.
     pub fn random(kind: BackboneKind, device: Device, seed: i64) -> Backbone {
+        Self::random_as(kind, device, seed, Precision::F32)
+    }
+
+    /// [`Backbone::random`] in `precision` (the same values as f32, rounded).
+    pub fn random_as(
+        kind: BackboneKind,
+        device: Device,
+        seed: i64,
+        precision: Precision,
+    ) -> Backbone {
         tch::manual_seed(seed);
         let net = tch::no_grad(|| {
-            let mut p = Params::new(Source::Random, device, true);
+            let mut p = Params::new(Source::Random, device, true).with_precision(precision);
             Net::build(kind, &mut p)
         });
         Backbone {
             kind,
             net,
+            precision,
             sha256: None,
             feature_names: feature_endpoints(kind),
         }
     }
 
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
     /// The four feature maps (strides 4, 8, 16, 32) of a normalised N×3×H×W batch, without
-    /// gradients.
+    /// gradients, in the backbone's precision.
     pub fn features(&self, x: &Tensor) -> Vec<Tensor> {
-        let (taps, _) = tch::no_grad(|| self.net.forward(&x.to_kind(Kind::Float), false));
+        let (taps, _) = tch::no_grad(|| self.net.forward(&self.precision.cast(x), false));
         let mut taps: HashMap<String, Tensor> = taps.into_iter().collect();
         self.feature_names
             .iter()
@@ -270,7 +299,7 @@ impl Backbone {
 
     /// Every named endpoint (stride 2 to 32, `head` for Lite) and the logits if there is a classifier.
     pub fn endpoints(&self, x: &Tensor) -> (Vec<(String, Tensor)>, Option<Tensor>) {
-        tch::no_grad(|| self.net.forward(&x.to_kind(Kind::Float), true))
+        tch::no_grad(|| self.net.forward(&self.precision.cast(x), true))
     }
 
     /// ImageNet logits, N×1000. Panics when the weights had no classifier: check
