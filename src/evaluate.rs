@@ -256,6 +256,10 @@ fn metadata(det: &Detector, opts: &TestOptions) -> Vec<(String, String)> {
         ),
         ("training data".to_string(), m.data.display().to_string()),
         ("test data".to_string(), opts.data.display().to_string()),
+        (
+            "inference precision".to_string(),
+            det.precision().name().to_string(),
+        ),
     ]);
     if let Some(r) = &opts.run {
         out.push(("run".to_string(), r.display().to_string()));

@@ -23,6 +23,13 @@ pub struct Detector {
     device: Device,
 }
 
+impl Detector {
+    /// The networks' precision (`--precision`).
+    pub fn precision(&self) -> Precision {
+        self.backbone.precision()
+    }
+}
+
 /// One image's result.
 #[derive(Debug, Clone)]
 pub struct Prediction {

@@ -126,6 +126,10 @@ fn train_resume_test_predict() {
     assert!(html.contains("<img src=\"data:image/png;base64,"));
     assert!(!html.contains("http://") && !html.contains("https://"));
     assert!(html.contains("efficientnet_lite2"), "metadata: backbone");
+    assert!(
+        html.contains("<td>inference precision</td><td>f32</td>"),
+        "metadata: precision"
+    );
     assert_eq!(
         std::fs::read_dir(&report).unwrap().count(),
         1,
