@@ -272,6 +272,7 @@ fn serve_matches_predict_and_test_and_survives_bad_requests() {
     assert_eq!(st, 200);
     let m = json(&resp);
     assert_eq!(m["backbone"], "efficientnet_lite2");
+    assert_eq!(m["precision"], "f32");
     assert_eq!(m["image_size"], 128);
     assert_eq!(m["preset"], "lite");
     assert_eq!(m["realnet_version"], env!("CARGO_PKG_VERSION"));
