@@ -483,7 +483,7 @@ pub fn build_model(opts: &Options, precision: Precision) -> Model {
         })
         .collect();
     net.set_afs(&idx);
-    precision.cast_vars(&vs, &[crate::model::realnet::AFS_VARS]);
+    realnet::cast_networks(&vs, precision);
     let vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     let recon: Vec<i64> = (0..4)
         .map(|k| count(&vars, |n| n.starts_with(&format!("recon.{k}."))))

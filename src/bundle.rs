@@ -83,6 +83,13 @@ pub struct WeightChoice {
     pub balance: Option<FusionBalance>,
 }
 
+impl WeightChoice {
+    /// The image score's weight: its own, or the map's in models saved before it had one.
+    pub fn image_weight(&self) -> f64 {
+        self.image_chosen.unwrap_or(self.chosen)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct FusionBalance {
     pub log_p_mean: f64,

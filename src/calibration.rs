@@ -271,7 +271,7 @@ pub fn calibrate(opts: &CalibrateOptions, device: Device) -> anyhow::Result<Dete
         .meta
         .memory_weight
         .as_ref()
-        .map(|c| c.image_chosen.unwrap_or(c.chosen));
+        .map(WeightChoice::image_weight);
     det.calibrate(
         &items,
         Source {

@@ -312,7 +312,7 @@ fn memory_row(c: &WeightChoice) -> String {
         "{form}, RealNet's weight w = {}, for the image score {} ({}); validation image / pixel \
          AUROC by w: {}",
         c.chosen,
-        c.image_chosen.unwrap_or(c.chosen),
+        c.image_weight(),
         c.rule,
         table.join(", ")
     )

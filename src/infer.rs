@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::UserError;
 use crate::model::backbone::{Backbone, BackboneKind};
 use crate::model::memory::{self, PatchMemory};
-use crate::model::realnet::{RealNet, AFS_VARS};
+use crate::model::realnet::{self, RealNet};
 use crate::precision::Precision;
 use image::RgbImage;
 use std::path::{Path, PathBuf};
@@ -21,13 +21,6 @@ pub struct Detector {
     net: RealNet,
     _vs: nn::VarStore,
     device: Device,
-}
-
-impl Detector {
-    /// The networks' precision (`--precision`).
-    pub fn precision(&self) -> Precision {
-        self.backbone.precision()
-    }
 }
 
 /// One image's result.
@@ -84,8 +77,7 @@ impl Detector {
                 .map_err(|e| UserError::BadModel(format!("{}: {e}", mpath.display())))?;
             net.set_memory(m);
         }
-        // AFS indices stay f32: bf16 holds integers exactly only up to 256.
-        precision.cast_vars(&vs, &[AFS_VARS]);
+        realnet::cast_networks(&vs, precision);
         vs.freeze();
         Ok(Detector {
             meta,
@@ -132,6 +124,11 @@ impl Detector {
             .memory()
             .map(PatchMemory::named)
             .unwrap_or_default()
+    }
+
+    /// The networks' precision (`--precision`).
+    pub fn precision(&self) -> Precision {
+        self.backbone.precision()
     }
 
     pub fn image_size(&self) -> u32 {

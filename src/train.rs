@@ -251,7 +251,7 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         tracing::info!(
             "patch memory fusion weight {} (image score {})",
             c.chosen,
-            c.image_chosen.unwrap_or(c.chosen)
+            c.image_weight()
         );
     }
     let mut named = bundle::named_vars(&vs);

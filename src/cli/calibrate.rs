@@ -71,7 +71,7 @@ pub fn run(a: CalibrateArgs, g: &Global) -> anyhow::Result<i32> {
                 "patch memory fusion weight {} (was {}), for the image score {} (was {})",
                 w.chosen,
                 was(c.previous_weight),
-                w.image_chosen.unwrap_or(w.chosen),
+                w.image_weight(),
                 was(c.previous_image_weight)
             );
             for k in &w.candidates {

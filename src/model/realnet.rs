@@ -5,10 +5,17 @@ use super::memory::PatchMemory;
 use super::recon::ReconUnet;
 use super::rrs::Rrs;
 use crate::config::ModelConfig;
+use crate::precision::Precision;
 use tch::{nn, Kind, Tensor};
 
 /// The var-store path of the AFS indices (`afs.<block>`), stored as floats.
-pub const AFS_VARS: &str = "afs";
+const AFS_VARS: &str = "afs";
+
+/// Casts RealNet's networks in `vs` to `precision` for inference; the AFS indices stay f32 (bf16
+/// holds integers exactly only up to 256).
+pub fn cast_networks(vs: &nn::VarStore, precision: Precision) {
+    precision.cast_vars(vs, &[AFS_VARS]);
+}
 
 #[derive(Debug)]
 pub struct RealNet {

@@ -232,7 +232,7 @@ impl<'a> Params<'a> {
             _ => (empty(), empty(), empty(), empty(), empty()),
         };
         let (dev, precision) = (self.device, self.precision);
-        let f32 = |t: Tensor| precision.cast(&t.to_device(dev));
+        let cast = |t: Tensor| precision.cast(&t.to_device(dev));
         if self.is_spec() || w.numel() == 0 {
             return ConvBn {
                 weight: w,
@@ -247,8 +247,8 @@ impl<'a> Params<'a> {
         if self.fold {
             let (wf, bf) = fold_bn(&w, &g, &b, &m, &v, eps);
             ConvBn {
-                weight: f32(wf),
-                bias: Some(f32(bf)),
+                weight: cast(wf),
+                bias: Some(cast(bf)),
                 bn: None,
                 stride,
                 groups,
@@ -257,14 +257,14 @@ impl<'a> Params<'a> {
             }
         } else {
             let bn = Bn {
-                weight: f32(g),
-                bias: f32(b),
-                mean: f32(m),
-                var: f32(v),
+                weight: cast(g),
+                bias: cast(b),
+                mean: cast(m),
+                var: cast(v),
                 eps,
             };
             ConvBn {
-                weight: f32(w),
+                weight: cast(w),
                 bias: None,
                 bn: Some(bn),
                 stride,
