@@ -194,7 +194,8 @@ pub struct Options {
     pub diff_batch: Option<i64>,
     pub seed: u64,
     pub device: Device,
-    /// Inference precision (the other measurements are f32).
+    /// Precision of `infer`, and of `train`/`train_cached` (mixed: bf16 backbone and passes, f32
+    /// master weights); the other measurements are f32.
     pub precision: Precision,
 }
 
@@ -403,8 +404,10 @@ fn record(
     put("warmup", json!(warmup));
     put("attn", json!("matmul"));
     put("impl", json!("realnet"));
-    // The reference measures f32 only; a bf16 inference record says so.
-    if unit.what == What::Infer && opts.precision != Precision::F32 {
+    // The reference measures f32 only; a bf16 inference or training record says so.
+    if matches!(unit.what, What::Infer | What::Train | What::TrainCached)
+        && opts.precision != Precision::F32
+    {
         put("precision", json!(opts.precision.name()));
     }
     if iters_requested != times.len() {
@@ -457,12 +460,12 @@ pub struct Model {
     pub trainable: i64,
 }
 
-/// The model in `precision` (bf16 for inference only: training steps are measured in f32).
-pub fn build_model(opts: &Options, precision: Precision) -> Model {
+/// The model with its backbone in `backbone_precision` and RealNet's networks in `precision`.
+pub fn build_model(opts: &Options, backbone_precision: Precision, precision: Precision) -> Model {
     let p = opts.preset;
     let cfg = p.config();
     let kind = p.backbone();
-    let backbone = Backbone::random_as(kind, opts.device, opts.seed as i64, precision);
+    let backbone = Backbone::random_as(kind, opts.device, opts.seed as i64, backbone_precision);
     tch::manual_seed(opts.seed as i64);
     let vs = nn::VarStore::new(opts.device);
     let net = RealNet::new(&vs.root(), &cfg);
@@ -508,7 +511,7 @@ fn randn(shape: &[i64], device: Device) -> Tensor {
 }
 
 fn measure_infer(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value>> {
-    let model = build_model(opts, opts.precision);
+    let model = build_model(opts, opts.precision, opts.precision);
     let b = unit.batch;
     let size = opts.preset.config().model.image_size;
     let pool = opts.preset.config().model.score_pool;
@@ -532,7 +535,8 @@ fn measure_infer(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value
 }
 
 fn measure_train(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value>> {
-    let mut model = build_model(opts, Precision::F32);
+    // bf16 training is mixed precision: the backbone in bf16, RealNet's weights f32 masters.
+    let mut model = build_model(opts, opts.precision, Precision::F32);
     let b = unit.batch;
     let cached = unit.what == What::TrainCached;
     let size = opts.preset.config().model.image_size;
@@ -546,23 +550,28 @@ fn measure_train(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value
     let mut adam = Adam::new(&params, 1e-4);
     let net = &model.net;
     let bb = &model.backbone;
+    let vs = &model.vs;
+    // The MSE targets are f32, as `realnet train`'s clean-feature cache.
+    let clean_features = || {
+        tch::no_grad(|| net.select(&bb.features(&x_clean)))
+            .iter()
+            .map(|t| t.to_kind(Kind::Float))
+            .collect::<Vec<_>>()
+    };
     // `realnet train`'s cache holds the clean features of every training image; the step gathers
     // the batch's rows from it (index_select), as here.
-    let cache: Option<Vec<Tensor>> =
-        cached.then(|| tch::no_grad(|| net.select(&bb.features(&x_clean))));
+    let cache: Option<Vec<Tensor>> = cached.then(clean_features);
     let rows = Tensor::arange(b, (Kind::Int64, opts.device));
     let mut losses = Vec::new();
     let mut step = || {
         let feats = tch::no_grad(|| net.select(&bb.features(&x_anom)));
         let clean = match &cache {
             Some(c) => c.iter().map(|t| t.index_select(0, &rows)).collect(),
-            None => tch::no_grad(|| net.select(&bb.features(&x_clean))),
+            None => clean_features(),
         };
-        let out = net.forward_t(&feats, true);
-        let (loss, _, _) = realnet::loss(&out, &mask, &clean);
-        loss.backward();
-        adam.step(&params);
-        losses.push(loss.double_value(&[]));
+        let (l, grads) = net.forward_backward(vs, &params, &feats, &mask, &clean, opts.precision);
+        adam.step_with(&params, &grads);
+        losses.push(l.total);
     };
     let warmup = opts.warmup(unit.what);
     let iters = opts.iters(unit.what);
@@ -857,7 +866,7 @@ mod tests {
     /// The small preset's trainable parts have the reference's parameter counts.
     #[test]
     fn small_realnet_parameter_counts_match_the_reference() {
-        let m = build_model(&Options::new(Preset::Small), Precision::F32);
+        let m = build_model(&Options::new(Preset::Small), Precision::F32, Precision::F32);
         assert_eq!(
             m.table["recon"],
             json!([3_227_864, 3_232_480, 12_901_824, 12_975_616])

@@ -3,7 +3,11 @@
 //!
 //! bf16 tensors are laid out channels-last (NHWC in memory, the NCHW shape unchanged): oneDNN's bf16
 //! convolutions (AMX on CPUs that have it) run in that layout, and NCHW input costs a reorder before
-//! and after every convolution. Training always runs in f32.
+//! and after every convolution.
+//!
+//! Training in bf16 is mixed precision (PyTorch's autocast recipe, by hand): the trainable weights
+//! stay f32 masters, which Adam updates and checkpoints save; each step's forward and backward run on
+//! bf16 copies of them ([`Precision::compute_weights`]), and the loss is taken in f32.
 use tch::{nn, Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,6 +69,61 @@ impl Precision {
     }
 }
 
+/// While alive, the trainable weights of a VarStore hold bf16 copies (the forward and backward of one
+/// training step run on them); dropping it puts the f32 masters back. Weights of BatchNorm layers
+/// stay f32: libtorch's CPU batch norm takes bf16 input only with f32 affine weights and statistics.
+#[must_use = "the bf16 weights are swapped back when this is dropped"]
+pub struct ComputeWeights {
+    /// (variable, its f32 master).
+    swapped: Vec<(Tensor, Tensor)>,
+}
+
+impl Precision {
+    /// Swaps the trainable f32 weights of `vs` for copies in this precision until the returned guard
+    /// is dropped (nothing for f32). Gradients taken meanwhile are in this precision: cast them to
+    /// the masters' kind before the optimiser step.
+    pub fn compute_weights(self, vs: &nn::VarStore) -> ComputeWeights {
+        let mut swapped = Vec::new();
+        if self != Precision::F32 {
+            let vars = vs.variables();
+            // A BatchNorm layer is the module that owns a running_mean.
+            let bn: Vec<&str> = vars
+                .keys()
+                .filter_map(|n| n.strip_suffix("running_mean"))
+                .collect();
+            tch::no_grad(|| {
+                for (name, v) in &vars {
+                    if v.requires_grad()
+                        && v.kind() == Kind::Float
+                        && !bn.iter().any(|m| name.starts_with(m))
+                    {
+                        let master = v.detach();
+                        let mut v = v.shallow_clone();
+                        v.set_data(&self.cast(&master));
+                        swapped.push((v, master));
+                    }
+                }
+            });
+        }
+        ComputeWeights { swapped }
+    }
+}
+
+impl Drop for ComputeWeights {
+    fn drop(&mut self) {
+        tch::no_grad(|| {
+            for (v, master) in &mut self.swapped {
+                v.set_data(master);
+            }
+        })
+    }
+}
+
+/// Whether `t` is a 4-D tensor stored channels-last (NHWC) rather than NCHW.
+pub fn is_channels_last(t: &Tensor) -> bool {
+    t.dim() == 4 && t.size()[1] > 1 && t.stride()[1] == 1
+}
+
 /// The same N×C×H×W tensor stored NHWC (strides C·H·W, 1, W·C, C).
 pub fn channels_last(t: &Tensor) -> Tensor {
     t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
@@ -73,6 +132,7 @@ pub fn channels_last(t: &Tensor) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::nn::ModuleT;
     use tch::Device;
 
     #[test]
@@ -100,6 +160,35 @@ mod tests {
         let f = Precision::F32.cast(&t);
         assert_eq!(f.stride(), t.stride());
         assert!(f.equal(&t));
+    }
+
+    #[test]
+    fn compute_weights_swap_in_bf16_and_back_leaving_batch_norm_and_buffers_f32() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let conv = nn::conv2d(&root / "conv", 3, 4, 3, Default::default());
+        let bn = nn::batch_norm2d(&root / "bn", 4, Default::default());
+        let buf = root.zeros_no_train("scale", &[1]);
+        let before = conv.ws.copy();
+        {
+            let _w = Precision::Bf16.compute_weights(&vs);
+            assert_eq!(conv.ws.kind(), Kind::BFloat16);
+            assert_eq!(conv.ws.stride(), [27, 1, 9, 3]);
+            assert_eq!(conv.bs.as_ref().map(Tensor::kind), Some(Kind::BFloat16));
+            assert_eq!(bn.ws.as_ref().map(Tensor::kind), Some(Kind::Float));
+            assert_eq!(buf.kind(), Kind::Float);
+            // The forward runs on the bf16 copy, and the gradient reaches it.
+            let x = Precision::Bf16.cast(&Tensor::randn([2, 3, 8, 8], (Kind::Float, Device::Cpu)));
+            let y = bn.forward_t(&x.apply(&conv), true).sum(Kind::Float);
+            let g = Tensor::run_backward(&[&y], &[&conv.ws], false, false);
+            assert_eq!(g[0].kind(), Kind::BFloat16);
+        }
+        assert_eq!(conv.ws.kind(), Kind::Float);
+        assert!(conv.ws.requires_grad());
+        assert!(conv.ws.equal(&before), "the master is restored unrounded");
+        // f32 swaps nothing.
+        let _w = Precision::F32.compute_weights(&vs);
+        assert_eq!(conv.ws.kind(), Kind::Float);
     }
 
     #[test]

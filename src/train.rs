@@ -11,6 +11,7 @@ use crate::model::backbone::{Backbone, BackboneKind};
 use crate::model::memory::{self, PatchMemory};
 use crate::model::realnet::{self, RealNet};
 use crate::optim::Adam;
+use crate::precision::Precision;
 use crate::sampling::{self, SynthSource};
 use anyhow::Context;
 use image::{GrayImage, RgbImage};
@@ -67,6 +68,10 @@ pub struct TrainImage {
 struct Ctx<'a> {
     cfg: &'a Config,
     backbone: Backbone,
+    /// The training steps' precision, and their backbone in it when that is not f32 (AFS, the
+    /// clean features, the memory and validation use the f32 `backbone`).
+    precision: Precision,
+    step_backbone: Option<Backbone>,
     mean: [f64; 3],
     std: [f64; 3],
     device: Device,
@@ -95,6 +100,17 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     let kind =
         BackboneKind::parse(&cfg.model.backbone).map_err(|e| UserError::BadModel(e.to_string()))?;
     let backbone = Backbone::load(kind, &opts.weights, opts.device)?;
+    let precision = cfg.train.precision().map_err(UserError::BadModel)?;
+    let step_backbone = match precision {
+        Precision::F32 => None,
+        p => Some(Backbone::load_as(
+            kind,
+            &opts.weights,
+            opts.device,
+            true,
+            p,
+        )?),
+    };
     let (mean, std) = kind.normalization();
     let synth = sampling::Sampler::new(
         &opts.source,
@@ -105,6 +121,8 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     let ctx = Ctx {
         cfg,
         backbone,
+        precision,
+        step_backbone,
         mean,
         std,
         device: opts.device,
@@ -190,9 +208,10 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
             let t_wait = Instant::now();
             let hb = rx.recv().context("data pipeline stopped")?;
             let t_step = Instant::now();
-            let (loss, ce, mse) = train_step(&ctx, &net, &fit, clean.as_ref(), &hb);
+            let (losses, grads) = train_step(&ctx, &vs, &params, &net, &fit, clean.as_ref(), &hb);
+            let (loss, ce, mse) = (losses.total, losses.ce, losses.mse);
             adam.lr = lr_curve.at(step);
-            adam.step(&params);
+            adam.step_with(&params, &grads);
             tracing::debug!(
                 "step {}: waited {:.3} s for data, {:.3} s compute, loss {loss:.4}",
                 step + 1,
@@ -442,20 +461,28 @@ fn make_batch(
 }
 
 fn backbone_features(ctx: &Ctx, imgs: &[&RgbImage]) -> Vec<Tensor> {
-    let x = batch::images_to_tensor(imgs, ctx.mean, ctx.std, ctx.device);
-    ctx.backbone.features(&x)
+    features_with(&ctx.backbone, ctx, imgs)
 }
 
+fn features_with(backbone: &Backbone, ctx: &Ctx, imgs: &[&RgbImage]) -> Vec<Tensor> {
+    let x = batch::images_to_tensor(imgs, ctx.mean, ctx.std, ctx.device);
+    backbone.features(&x)
+}
+
+/// One step's losses and gradients (of `params`, in their order).
 fn train_step(
     ctx: &Ctx,
+    vs: &nn::VarStore,
+    params: &[Tensor],
     net: &RealNet,
     fit: &[TrainImage],
     clean: Option<&Vec<Tensor>>,
     hb: &HostBatch,
-) -> (f64, f64, f64) {
+) -> (realnet::Losses, Vec<Tensor>) {
     let imgs: Vec<&RgbImage> = hb.images.iter().collect();
     let masks: Vec<&GrayImage> = hb.masks.iter().collect();
-    let feats = tch::no_grad(|| net.select(&backbone_features(ctx, &imgs)));
+    let step_backbone = ctx.step_backbone.as_ref().unwrap_or(&ctx.backbone);
+    let feats = tch::no_grad(|| net.select(&features_with(step_backbone, ctx, &imgs)));
     let clean_sel: Vec<Tensor> = match clean {
         Some(cache) => {
             let idx = Tensor::from_slice(&hb.sources).to_device(ctx.device);
@@ -467,14 +494,7 @@ fn train_step(
         }
     };
     let m = batch::masks_to_tensor(&masks, ctx.device);
-    let out = net.forward_t(&feats, true);
-    let (loss, ce, mse) = realnet::loss(&out, &m, &clean_sel);
-    loss.backward();
-    (
-        loss.double_value(&[]),
-        ce.double_value(&[]),
-        mse.double_value(&[]),
-    )
+    net.forward_backward(vs, params, &feats, &m, &clean_sel, ctx.precision)
 }
 
 /// AFS (spec §4.3): `afs_batches` batches of synthetic anomalies only, one pass for all blocks.

@@ -452,6 +452,47 @@ fn train_with_the_self_source() {
     assert!(out.join("model.safetensors").exists());
 }
 
+/// `--precision bf16` trains with mixed precision: saved in the config (a resume must ask for it
+/// again), the model keeps f32 weights (same file layout as an f32 run) and differs from f32's.
+#[test]
+fn train_in_bf16_mixed_precision() {
+    if lite2_or_skip().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("fabric");
+    realnet::demo::write_dataset(&data, 128, 8, 2, 1).unwrap();
+    let bf = tmp.path().join("bf16");
+    ok(&train(
+        &data,
+        &bf,
+        &["--precision", "bf16", "--stop-after", "2"],
+    ));
+    let config = std::fs::read_to_string(bf.join("config.toml")).unwrap();
+    assert!(config.contains("precision = \"bf16\""), "{config}");
+    let other = train(&data, &bf, &["--resume"]);
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert_eq!(other.status.code(), Some(4), "{err}");
+    assert!(err.contains("train.precision: saved \"bf16\""), "{err}");
+    ok(&train(&data, &bf, &["--resume", "--precision", "bf16"]));
+    let f = tmp.path().join("f32");
+    ok(&train(&data, &f, &[]));
+    let (mb, mf) = (
+        std::fs::read(bf.join("model.safetensors")).unwrap(),
+        std::fs::read(f.join("model.safetensors")).unwrap(),
+    );
+    assert_eq!(mb.len(), mf.len(), "f32 master weights, as an f32 run's");
+    assert!(mb != mf, "bf16 steps compute other weights");
+    let bad = train(
+        &data,
+        &tmp.path().join("x"),
+        &["--set", "train.precision=\"f16\""],
+    );
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_ne!(bad.status.code(), Some(0), "{err}");
+    assert!(err.contains("train.precision = 'f16'"), "{err}");
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {

@@ -104,7 +104,7 @@ pub fn run(a: BenchArgs, g: &super::Global) -> anyhow::Result<i32> {
             bench::run_unit(&opts, unit)?
         } else {
             let mut cmd = Command::new(&exe);
-            cmd.args(["--device", &g.device, "--precision", &g.precision]);
+            cmd.args(["--device", &g.device, "--precision", opts.precision.name()]);
             if let Some(t) = g.threads {
                 cmd.args(["--threads", &t.to_string()]);
             }

@@ -38,20 +38,25 @@ pub struct Global {
     /// Threads for libtorch and the data pipeline (default: all cores).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
-    /// Inference precision of `test`, `predict`, `serve` and `bench --what infer`: f32, or bf16
-    /// (weights and activations of the networks; maps, memory search and scores stay f32).
-    /// Training, validation and `calibrate` run in f32.
-    #[arg(long, global = true, default_value = "f32")]
-    pub precision: String,
+    /// Precision: f32 (default) or bf16. For `test`, `predict`, `serve` and `bench --what infer`:
+    /// the networks' weights and activations (maps, memory search and scores stay f32). For
+    /// `train` (and `bench --what train`): mixed-precision training steps (f32 master weights and
+    /// loss), overriding `train.precision`; AFS, validation and `calibrate` run in f32.
+    #[arg(long, global = true)]
+    pub precision: Option<String>,
     /// More log output (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }
 
 impl Global {
+    /// The precision asked for (f32 when none is).
     pub fn precision(&self) -> Result<realnet::precision::Precision, realnet::error::UserError> {
-        realnet::precision::Precision::parse(&self.precision)
-            .map_err(realnet::error::UserError::BadInput)
+        self.precision
+            .as_deref()
+            .map_or(Ok(realnet::precision::Precision::F32), |p| {
+                realnet::precision::Precision::parse(p).map_err(realnet::error::UserError::BadInput)
+            })
     }
 }
 

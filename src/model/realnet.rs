@@ -142,6 +142,42 @@ impl RealNet {
         let logits = self.rrs.forward_t(&residuals, self.image_size, train);
         Output { recon, logits }
     }
+
+    /// One training step's forward and backward (spec §4.6) in `precision`: `selected` are the
+    /// anomalous batch's AFS features, `clean_selected` the clean images' (the MSE targets),
+    /// `masks` N×1×S×S. Returns the losses and the gradients of `params` (the trainable
+    /// variables of `vs`, in their order; undefined where one got none). In bf16 the pass runs
+    /// on bf16 copies of the weights and features and the loss is taken in f32; the gradients
+    /// are bf16 and the f32 weights are untouched (the optimiser casts).
+    pub fn forward_backward(
+        &self,
+        vs: &nn::VarStore,
+        params: &[Tensor],
+        selected: &[Tensor],
+        masks: &Tensor,
+        clean_selected: &[Tensor],
+        precision: Precision,
+    ) -> (Losses, Vec<Tensor>) {
+        let _weights = precision.compute_weights(vs);
+        let feats: Vec<Tensor> = selected.iter().map(|f| precision.cast(f)).collect();
+        let out = self.forward_t(&feats, true);
+        let (loss, ce, mse) = loss(&out, masks, clean_selected);
+        let grads = Tensor::run_backward(&[&loss], params, false, false);
+        let losses = Losses {
+            total: loss.double_value(&[]),
+            ce: ce.double_value(&[]),
+            mse: mse.double_value(&[]),
+        };
+        (losses, grads)
+    }
+}
+
+/// One step's losses, read back to the host.
+#[derive(Debug, Clone, Copy)]
+pub struct Losses {
+    pub total: f64,
+    pub ce: f64,
+    pub mse: f64,
 }
 
 impl RealNet {
@@ -207,17 +243,22 @@ pub fn image_scores(maps: &Tensor, k: i64) -> Tensor {
     pool(pool(maps.unsqueeze(1), k, 1), 1, k).amax([1, 2, 3], false)
 }
 
-/// L = CE(logits, mask) + Σ_k MSE(G_k(F_k), F_k^clean) (spec §4.6). Returns (total, ce, mse).
+/// L = CE(logits, mask) + Σ_k MSE(G_k(F_k), F_k^clean) (spec §4.6), in f32 whatever the
+/// networks ran in. Returns (total, ce, mse).
 pub fn loss(out: &Output, masks: &Tensor, clean_selected: &[Tensor]) -> (Tensor, Tensor, Tensor) {
     let target = masks.squeeze_dim(1).to_kind(Kind::Int64);
-    let ce =
-        out.logits
-            .cross_entropy_loss::<Tensor>(&target, None, tch::Reduction::Mean, -100, 0.0);
+    let ce = out
+        .logits
+        .to_kind(Kind::Float)
+        .cross_entropy_loss::<Tensor>(&target, None, tch::Reduction::Mean, -100, 0.0);
     let mse = out
         .recon
         .iter()
         .zip(clean_selected)
-        .map(|(r, c)| r.mse_loss(c, tch::Reduction::Mean))
+        .map(|(r, c)| {
+            r.to_kind(Kind::Float)
+                .mse_loss(&c.to_kind(Kind::Float), tch::Reduction::Mean)
+        })
         .fold(Tensor::zeros([], (Kind::Float, ce.device())), |a, b| a + b);
     (&ce + &mse, ce, mse)
 }
@@ -263,5 +304,70 @@ mod tests {
             .map(|t| t.numel() as i64)
             .sum();
         assert_eq!(n, 524_108_822);
+    }
+
+    /// A bf16 training pass (mixed precision) gives the f32 pass's loss and gradients to within
+    /// bf16's rounding, returns bf16 gradients, and leaves the weights f32 and unchanged.
+    #[test]
+    fn bf16_training_pass_follows_the_f32_pass() {
+        let mut cfg = crate::config::Config::lite();
+        cfg.model.image_size = 128;
+        cfg.model.afs_keep = vec![8, 8, 8, 8];
+        cfg.model.rrs.top_max = 8;
+        cfg.model.rrs.top_mean = 8;
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = RealNet::new(&vs.root(), &cfg);
+        let randn = |s: &[i64]| Tensor::randn(s, (Kind::Float, Device::Cpu));
+        let feats: Vec<Tensor> = [32, 16, 8, 4]
+            .iter()
+            .map(|&s| randn(&[2, 8, s, s]))
+            .collect();
+        let clean: Vec<Tensor> = feats.iter().map(|f| f + randn(&f.size()) * 0.3).collect();
+        let masks = Tensor::zeros([2, 1, 128, 128], (Kind::Float, Device::Cpu));
+        let _ = masks.narrow(2, 32, 48).narrow(3, 40, 40).fill_(1.0);
+        let params = vs.trainable_variables();
+        let before: Vec<Tensor> = params.iter().map(Tensor::copy).collect();
+        let pass = |p| net.forward_backward(&vs, &params, &feats, &masks, &clean, p);
+        let (l32, g32) = pass(Precision::F32);
+        let (l16, g16) = pass(Precision::Bf16);
+        for (p, b) in params.iter().zip(&before) {
+            assert_eq!(p.kind(), Kind::Float);
+            assert!(p.equal(b));
+        }
+        assert!(
+            (l16.total - l32.total).abs() < 0.01 * l32.total,
+            "{l16:?} vs {l32:?}"
+        );
+        let flat = |g: &[Tensor]| {
+            Tensor::cat(
+                &g.iter()
+                    .filter(|t| t.defined())
+                    .map(|t| t.to_kind(Kind::Float).flatten(0, -1))
+                    .collect::<Vec<_>>(),
+                0,
+            )
+        };
+        let kinds: Vec<Kind> = g16
+            .iter()
+            .filter(|t| t.defined())
+            .map(Tensor::kind)
+            .collect();
+        let f32_grads = kinds.iter().filter(|&&k| k == Kind::Float).count();
+        assert_eq!(
+            f32_grads, 2,
+            "only the discriminator's BatchNorm weight and bias stay f32"
+        );
+        assert!(
+            kinds.len() > 20
+                && kinds
+                    .iter()
+                    .all(|&k| k == Kind::Float || k == Kind::BFloat16)
+        );
+        let (a, b) = (flat(&g32), flat(&g16));
+        let rel = (&b - &a).norm().double_value(&[]) / a.norm().double_value(&[]);
+        assert!(a.norm().double_value(&[]) > 0.0);
+        eprintln!("loss {l32:?} / {l16:?}, relative gradient difference {rel}");
+        assert!(rel < 0.05, "relative gradient difference {rel}");
     }
 }

@@ -93,7 +93,7 @@ impl ResBlock {
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
-        let h = self.norm.forward(x).silu();
+        let h = layers::group_norm_fwd(&self.norm, x).silu();
         let h = match &self.resample {
             Resample::None => h,
             Resample::Down => avg_pool2(&h),
@@ -236,7 +236,8 @@ impl ReconUnet {
                 h = stage.forward(&Tensor::cat(&[h, skip], 1));
             }
         }
-        self.out_conv.forward(&self.out_norm.forward(&h).silu())
+        self.out_conv
+            .forward(&layers::group_norm_fwd(&self.out_norm, &h).silu())
     }
 }
 
