@@ -35,3 +35,6 @@ done
 # The 1,000 images/s goal is for bf16 (its records carry "precision": "bf16").
 timeout 150 "$BIN" --device cuda --precision bf16 bench --config paper --what infer \
   --infer-batches 1,32 --iters 20 --json | tee -a "$OUT/paper-cuda.jsonl"
+# The mixed-precision training step (bf16 passes, f32 master weights; records carry "precision").
+timeout 150 "$BIN" --device cuda --precision bf16 bench --config paper --what train \
+  --iters 10 --json | tee -a "$OUT/paper-cuda.jsonl"

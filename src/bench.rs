@@ -194,8 +194,8 @@ pub struct Options {
     pub diff_batch: Option<i64>,
     pub seed: u64,
     pub device: Device,
-    /// Precision of `infer`, and of `train`/`train_cached` (mixed: bf16 backbone and passes, f32
-    /// master weights); the other measurements are f32.
+    /// Precision of `infer`, and of `train`/`train_cached` (mixed: RealNet's passes in bf16, its
+    /// master weights and the backbone f32); the other measurements are f32.
     pub precision: Precision,
 }
 
@@ -460,12 +460,12 @@ pub struct Model {
     pub trainable: i64,
 }
 
-/// The model with its backbone in `backbone_precision` and RealNet's networks in `precision`.
-pub fn build_model(opts: &Options, backbone_precision: Precision, precision: Precision) -> Model {
+/// The model in `precision` (a bf16 training step casts per step: see `measure_train`).
+pub fn build_model(opts: &Options, precision: Precision) -> Model {
     let p = opts.preset;
     let cfg = p.config();
     let kind = p.backbone();
-    let backbone = Backbone::random_as(kind, opts.device, opts.seed as i64, backbone_precision);
+    let backbone = Backbone::random_as(kind, opts.device, opts.seed as i64, precision);
     tch::manual_seed(opts.seed as i64);
     let vs = nn::VarStore::new(opts.device);
     let net = RealNet::new(&vs.root(), &cfg);
@@ -511,7 +511,7 @@ fn randn(shape: &[i64], device: Device) -> Tensor {
 }
 
 fn measure_infer(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value>> {
-    let model = build_model(opts, opts.precision, opts.precision);
+    let model = build_model(opts, opts.precision);
     let b = unit.batch;
     let size = opts.preset.config().model.image_size;
     let pool = opts.preset.config().model.score_pool;
@@ -535,8 +535,9 @@ fn measure_infer(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value
 }
 
 fn measure_train(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value>> {
-    // bf16 training is mixed precision: the backbone in bf16, RealNet's weights f32 masters.
-    let mut model = build_model(opts, opts.precision, Precision::F32);
+    // bf16 training is mixed precision, as `realnet train`: the frozen backbone in f32, RealNet's
+    // passes on bf16 copies of its f32 master weights.
+    let mut model = build_model(opts, Precision::F32);
     let b = unit.batch;
     let cached = unit.what == What::TrainCached;
     let size = opts.preset.config().model.image_size;
@@ -551,13 +552,7 @@ fn measure_train(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value
     let net = &model.net;
     let bb = &model.backbone;
     let vs = &model.vs;
-    // The MSE targets are f32, as `realnet train`'s clean-feature cache.
-    let clean_features = || {
-        tch::no_grad(|| net.select(&bb.features(&x_clean)))
-            .iter()
-            .map(|t| t.to_kind(Kind::Float))
-            .collect::<Vec<_>>()
-    };
+    let clean_features = || tch::no_grad(|| net.select(&bb.features(&x_clean)));
     // `realnet train`'s cache holds the clean features of every training image; the step gathers
     // the batch's rows from it (index_select), as here.
     let cache: Option<Vec<Tensor>> = cached.then(clean_features);
@@ -866,7 +861,7 @@ mod tests {
     /// The small preset's trainable parts have the reference's parameter counts.
     #[test]
     fn small_realnet_parameter_counts_match_the_reference() {
-        let m = build_model(&Options::new(Preset::Small), Precision::F32, Precision::F32);
+        let m = build_model(&Options::new(Preset::Small), Precision::F32);
         assert_eq!(
             m.table["recon"],
             json!([3_227_864, 3_232_480, 12_901_824, 12_975_616])
