@@ -67,18 +67,7 @@ impl Precision {
             }
         })
     }
-}
 
-/// While alive, the trainable weights of a VarStore hold bf16 copies (the forward and backward of one
-/// training step run on them); dropping it puts the f32 masters back. Weights of BatchNorm layers
-/// stay f32: libtorch's CPU batch norm takes bf16 input only with f32 affine weights and statistics.
-#[must_use = "the bf16 weights are swapped back when this is dropped"]
-pub struct ComputeWeights {
-    /// (variable, its f32 master).
-    swapped: Vec<(Tensor, Tensor)>,
-}
-
-impl Precision {
     /// Swaps the trainable f32 weights of `vs` for copies in this precision until the returned guard
     /// is dropped (nothing for f32). Gradients taken meanwhile are in this precision: cast them to
     /// the masters' kind before the optimiser step.
@@ -107,6 +96,15 @@ impl Precision {
         }
         ComputeWeights { swapped }
     }
+}
+
+/// While alive, the trainable weights of a VarStore hold bf16 copies (the forward and backward of one
+/// training step run on them); dropping it puts the f32 masters back. Weights of BatchNorm layers
+/// stay f32: libtorch's CPU batch norm takes bf16 input only with f32 affine weights and statistics.
+#[must_use = "the bf16 weights are swapped back when this is dropped"]
+pub struct ComputeWeights {
+    /// (variable, its f32 master).
+    swapped: Vec<(Tensor, Tensor)>,
 }
 
 impl Drop for ComputeWeights {
