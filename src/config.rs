@@ -123,7 +123,7 @@ impl TrainConfig {
 
 /// f32 training; also what configs saved before `train.precision` existed load as.
 pub(crate) fn default_precision() -> String {
-    "f32".into()
+    crate::precision::Precision::F32.name().into()
 }
 
 /// The official schedule; also what configs saved before `lr_schedule` existed load as.

@@ -22,6 +22,16 @@ const TINY: [&str; 12] = [
     "train.val_anomalies_per_image=1",
 ];
 
+/// A temporary folder with the tiny built-in dataset in it (`fabric`); `None` (the test skips)
+/// without the EfficientNet-Lite2 weights.
+fn tiny_dataset() -> Option<(tempfile::TempDir, std::path::PathBuf)> {
+    lite2_or_skip()?;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("fabric");
+    realnet::demo::write_dataset(&data, 128, 8, 2, 1).unwrap();
+    Some((tmp, data))
+}
+
 fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
     let weights = lite2();
     let mut args = vec![
@@ -42,12 +52,9 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
 
 #[test]
 fn train_resume_test_predict() {
-    if lite2_or_skip().is_none() {
+    let Some((tmp, data)) = tiny_dataset() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("fabric");
-    realnet::demo::write_dataset(&data, 128, 8, 2, 1).unwrap();
+    };
 
     // Interrupted after 2 steps, then resumed…
     let a = tmp.path().join("a");
@@ -437,12 +444,9 @@ fn train_resume_test_predict() {
 /// `--source self` trains on anomalies cut from the category's own training images.
 #[test]
 fn train_with_the_self_source() {
-    if lite2_or_skip().is_none() {
+    let Some((tmp, data)) = tiny_dataset() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("fabric");
-    realnet::demo::write_dataset(&data, 128, 8, 2, 1).unwrap();
+    };
     let out = tmp.path().join("own");
     ok(&train(
         &data,
@@ -456,12 +460,9 @@ fn train_with_the_self_source() {
 /// again), the model keeps f32 weights (same file layout as an f32 run) and differs from f32's.
 #[test]
 fn train_in_bf16_mixed_precision() {
-    if lite2_or_skip().is_none() {
+    let Some((tmp, data)) = tiny_dataset() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("fabric");
-    realnet::demo::write_dataset(&data, 128, 8, 2, 1).unwrap();
+    };
     let bf = tmp.path().join("bf16");
     ok(&train(
         &data,

@@ -244,7 +244,7 @@ pub fn image_scores(maps: &Tensor, k: i64) -> Tensor {
 }
 
 /// L = CE(logits, mask) + Σ_k MSE(G_k(F_k), F_k^clean) (spec §4.6), in f32 whatever the
-/// networks ran in. Returns (total, ce, mse).
+/// networks ran in (the clean targets are f32: the backbone always is). Returns (total, ce, mse).
 pub fn loss(out: &Output, masks: &Tensor, clean_selected: &[Tensor]) -> (Tensor, Tensor, Tensor) {
     let target = masks.squeeze_dim(1).to_kind(Kind::Int64);
     let ce = out
@@ -255,10 +255,7 @@ pub fn loss(out: &Output, masks: &Tensor, clean_selected: &[Tensor]) -> (Tensor,
         .recon
         .iter()
         .zip(clean_selected)
-        .map(|(r, c)| {
-            r.to_kind(Kind::Float)
-                .mse_loss(&c.to_kind(Kind::Float), tch::Reduction::Mean)
-        })
+        .map(|(r, c)| r.to_kind(Kind::Float).mse_loss(c, tch::Reduction::Mean))
         .fold(Tensor::zeros([], (Kind::Float, ce.device())), |a, b| a + b);
     (&ce + &mse, ce, mse)
 }
