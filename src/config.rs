@@ -105,8 +105,7 @@ pub struct TrainConfig {
 impl TrainConfig {
     /// `precision` parsed.
     pub fn precision(&self) -> Result<crate::precision::Precision, String> {
-        crate::precision::Precision::parse(&self.precision)
-            .map_err(|_| format!("train.precision = '{}': use f32 or bf16", self.precision))
+        train_precision(&self.precision)
     }
 
     /// `val_source` parsed; `None` when empty (validation uses the training source).
@@ -119,6 +118,12 @@ impl TrainConfig {
             .map(Some)
             .map_err(|e| format!("train.val_source = '{}': {e}", self.val_source))
     }
+}
+
+/// A `train.precision` value parsed (the detector's and the denoiser's key).
+pub(crate) fn train_precision(value: &str) -> Result<crate::precision::Precision, String> {
+    crate::precision::Precision::parse(value)
+        .map_err(|_| format!("train.precision = '{value}': use f32 or bf16"))
 }
 
 /// f32 training; also what configs saved before `train.precision` existed load as.

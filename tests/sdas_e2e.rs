@@ -238,3 +238,46 @@ fn sdas_train_resume_sample_shards() {
         &["sampler 'euler'"],
     );
 }
+
+/// `--precision bf16` on `sdas train`: saved with the run, a resume must give it again, and the
+/// model (f32 EMA weights, as in f32) is another one than the f32 run's.
+#[test]
+fn sdas_train_in_bf16_mixed_precision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("fabric");
+    realnet::demo::write_dataset(&data, 32, 6, 1, 1).unwrap();
+    let bf16 = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["--precision", "bf16"];
+        args.extend(extra);
+        train(&data, out, &args)
+    };
+    let a = tmp.path().join("a");
+    ok(&bf16(&a, &["--stop-after", "1"]));
+    let cfg = std::fs::read_to_string(a.join("config.toml")).unwrap();
+    assert!(cfg.contains("precision = \"bf16\""), "{cfg}");
+    expect(
+        "resume without --precision bf16",
+        &train(&data, &a, &["--resume"]),
+        4,
+        &["train.precision"],
+    );
+    ok(&bf16(&a, &["--resume"]));
+    let f = tmp.path().join("f");
+    ok(&train(&data, &f, &[]));
+    let (wa, wf) = (
+        std::fs::read(a.join("model.safetensors")).unwrap(),
+        std::fs::read(f.join("model.safetensors")).unwrap(),
+    );
+    assert_eq!(wa.len(), wf.len(), "the bf16 run saves f32 weights too");
+    assert_ne!(wa, wf, "bf16 steps computed the same weights as f32 steps");
+    expect(
+        "an unknown precision",
+        &train(
+            &data,
+            &tmp.path().join("x"),
+            &["--set", "train.precision=\"f16\""],
+        ),
+        4,
+        &["train.precision", "f32 or bf16"],
+    );
+}

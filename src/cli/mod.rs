@@ -40,8 +40,8 @@ pub struct Global {
     pub threads: Option<usize>,
     /// Precision: f32 (default) or bf16. For `test`, `predict`, `serve` and `bench --what infer`:
     /// the networks' weights and activations (maps, memory search and scores stay f32). For
-    /// `train` (and `bench --what train`): mixed-precision training steps (f32 master weights and
-    /// loss), overriding `train.precision`; AFS, validation and `calibrate` run in f32.
+    /// `train`, `sdas train` (and `bench --what train`): mixed-precision training steps (f32 master
+    /// weights and loss), overriding `train.precision`; AFS, validation and `calibrate` run in f32.
     #[arg(long, global = true)]
     pub precision: Option<String>,
     /// More log output (-v debug, -vv trace). RUST_LOG overrides.

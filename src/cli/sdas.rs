@@ -65,8 +65,12 @@ pub fn run(cmd: SdasCmd, g: &Global) -> anyhow::Result<i32> {
     let device = realnet::device::parse_device(&g.device)?;
     match cmd {
         SdasCmd::Train(a) => {
-            let config =
+            let mut config =
                 SdasConfig::resolve(&a.run.preset, a.run.config.as_deref(), &a.run.sets())?;
+            // As for `train`: an explicit --precision decides the steps' precision (saved).
+            if g.precision.is_some() {
+                config.train.precision = g.precision()?.name().to_string();
+            }
             let s = train(&SdasTrainOptions {
                 data: a.data,
                 out: a.out.clone(),

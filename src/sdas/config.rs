@@ -49,6 +49,18 @@ pub struct SdasTrainConfig {
     pub steps: usize,
     pub checkpoint_every: usize,
     pub seed: u64,
+    /// `f32` (official), or `bf16` mixed precision (guided-diffusion's `use_fp16` with bf16: f32
+    /// master weights, EMA, loss and optimiser; forward and backward on bf16 copies). Configs
+    /// saved before this key train in f32.
+    #[serde(default = "crate::config::default_precision")]
+    pub precision: String,
+}
+
+impl SdasTrainConfig {
+    /// `precision` parsed.
+    pub fn precision(&self) -> Result<crate::precision::Precision, String> {
+        crate::config::train_precision(&self.precision)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +98,7 @@ impl SdasConfig {
                     steps: 150_000,
                     checkpoint_every: 1000,
                     seed: 100,
+                    precision: crate::config::default_precision(),
                 },
                 sample,
             }),
@@ -107,6 +120,7 @@ impl SdasConfig {
                     steps: 6000,
                     checkpoint_every: 100,
                     seed: 100,
+                    precision: crate::config::default_precision(),
                 },
                 sample: SampleConfig {
                     batch_size: 8,
@@ -156,6 +170,7 @@ impl SdasConfig {
             return bad(format!("train.lr = {} must be positive", t.lr));
         }
         crate::optim::LrCurve::check(&t.lr_schedule).or_else(bad)?;
+        t.precision().map(drop).or_else(bad)?;
         let e = t.ema_decay;
         crate::config::range_check("train.ema_decay", e, (0.0..1.0).contains(&e), "[0, 1)")
             .or_else(bad)?;
@@ -250,5 +265,25 @@ mod tests {
         assert!(e.to_string().contains("unknown key"), "{e}");
         assert!(SdasConfig::resolve("lite", None, &["train.ema_decay=1.5".into()]).is_err());
         assert!(SdasConfig::resolve("lite", None, &["sample.steps=\"ddim7000\"".into()]).is_err());
+        let e = SdasConfig::resolve("lite", None, &["train.precision=\"f16\"".into()]).unwrap_err();
+        assert!(e.to_string().contains("train.precision"), "{e}");
+    }
+
+    #[test]
+    fn configs_saved_before_the_precision_key_train_in_f32() {
+        let lite = SdasConfig::preset("lite").unwrap();
+        assert_eq!(
+            lite.train.precision().unwrap(),
+            crate::precision::Precision::F32
+        );
+        let old = lite.to_toml().replace("precision = \"f32\"\n", "");
+        assert!(!old.contains("precision"));
+        let back: SdasConfig = toml::from_str(&old).unwrap();
+        assert_eq!(back, lite);
+        let c = SdasConfig::resolve("lite", None, &["train.precision=\"bf16\"".into()]).unwrap();
+        assert_eq!(
+            c.train.precision().unwrap(),
+            crate::precision::Precision::Bf16
+        );
     }
 }

@@ -3,11 +3,12 @@
 //! rhythm, EMA weights; checkpoints with `--resume` that continue bit-identically on CPU.
 use super::config::SdasConfig;
 use super::noise;
-use super::schedule::Schedule;
+use super::schedule::{LossTerms, Schedule};
 use super::unet::DiffusionUNet;
 use crate::bundle;
 use crate::error::UserError;
 use crate::optim::Adam;
+use crate::precision::Precision;
 use crate::sampling::permutation;
 use anyhow::Context;
 use rand::Rng;
@@ -137,22 +138,79 @@ fn micro_batch(
     (idx, t, r)
 }
 
-/// Scales the gradients so that their global L2 norm is at most `max` (`clip_grad_norm_`).
-fn clip_grad_norm(params: &[Tensor], max: f64) {
+/// A micro-batch noised to its timesteps.
+struct Noised {
+    /// Clean images in [−1, 1].
+    x0: Tensor,
+    /// x₀ noised to `t` with `eps`.
+    xt: Tensor,
+    t: Vec<i64>,
+    eps: Tensor,
+    /// Class ids.
+    y: Tensor,
+}
+
+/// The loss terms of one micro-batch and the gradients of its mean loss, in `params`' order. In
+/// bf16 (mixed precision) the forward and backward run on bf16 copies of the weights, swapped back
+/// before this returns, and the loss terms are taken in f32; in f32 it is the official step.
+fn micro_step(
+    net: &DiffusionUNet,
+    vs: &nn::VarStore,
+    params: &[Tensor],
+    sched: &Schedule,
+    b: &Noised,
+    precision: Precision,
+) -> (LossTerms, Vec<Tensor>) {
+    let _weights = precision.compute_weights(vs);
+    let t_dev = Tensor::from_slice(&b.t).to_device(b.xt.device());
+    let out = net
+        .forward(&precision.cast(&b.xt), &t_dev, Some(&b.y))
+        .to_kind(Kind::Float);
+    let terms = sched.training_terms(&out, &b.x0, &b.xt, &b.t, &b.eps);
+    let grads = Tensor::run_backward(&[terms.loss().mean(Kind::Float)], params, false, false);
+    (terms, grads)
+}
+
+/// Scales `grads` in place so that their global L2 norm is at most `max` (`clip_grad_norm_`).
+fn clip_grad_norm(grads: &[Tensor], max: f64) {
     tch::no_grad(|| {
-        let grads: Vec<Tensor> = params
-            .iter()
-            .map(|p| p.grad())
-            .filter(|g| g.defined())
-            .collect();
+        let grads: Vec<&Tensor> = grads.iter().filter(|g| g.defined()).collect();
         if grads.is_empty() {
             return;
         }
         let sq: Vec<Tensor> = grads.iter().map(|g| g.square().sum(Kind::Float)).collect();
         let total = Tensor::stack(&sq, 0).sum(Kind::Float).sqrt();
         let coef = (max / (total + 1e-6)).clamp_max(1.0);
-        for mut g in grads {
-            let _ = g.g_mul_(&coef);
+        for g in grads {
+            let _ = g.shallow_clone().g_mul_(&coef);
+        }
+    });
+}
+
+/// Adds one micro-batch's gradients (any precision) to the f32 sums since the last optimiser
+/// step, which play the part of PyTorch's accumulating `.grad` (empty `sums`: none yet).
+fn accumulate(sums: &mut Vec<Tensor>, grads: Vec<Tensor>) {
+    let f32 = |g: Tensor| {
+        if g.defined() {
+            g.to_kind(Kind::Float)
+        } else {
+            g
+        }
+    };
+    if sums.is_empty() {
+        *sums = grads.into_iter().map(f32).collect();
+        return;
+    }
+    tch::no_grad(|| {
+        for (s, g) in sums.iter_mut().zip(grads) {
+            if !g.defined() {
+                continue;
+            }
+            if s.defined() {
+                let _ = s.g_add_(&g);
+            } else {
+                *s = f32(g);
+            }
         }
     });
 }
@@ -192,6 +250,7 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
             }
         }
     }
+    let precision = cfg.train.precision().map_err(UserError::BadModel)?;
     let n = classes.len();
     tracing::info!(
         "SDAS: {n} training images of {categories:?} at {size}², {} skipped",
@@ -270,6 +329,7 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
     let t_loop = Instant::now();
     let first = step;
     let (mut sum_loss, mut sum_mse, mut sum_vb, mut count) = (0.0, 0.0, 0.0, 0usize);
+    let mut grads: Vec<Tensor> = Vec::new();
     while step < budget_end {
         let (idx, t, mut r) = micro_batch(cfg.train.seed, step, b, n, cfg.diffusion.timesteps);
         let idx_t = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>());
@@ -287,17 +347,17 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
         )
         .view([b as i64, 3, s, s]);
         let xt = sched.q_sample(&x0, &t, &eps);
-        let t_dev = Tensor::from_slice(&t).to_device(opts.device);
-        let outp = net.forward(&xt, &t_dev, Some(&y));
-        let terms = sched.training_terms(&outp, &x0, &xt, &t, &eps);
+        let batch = Noised { x0, xt, t, eps, y };
+        let (terms, g) = micro_step(&net, &vs, &params, &sched, &batch, precision);
         let loss = terms.loss().mean(Kind::Float);
-        loss.backward();
+        accumulate(&mut grads, g);
         if cfg.train.clip_grad_norm > 0.0 {
-            clip_grad_norm(&params, cfg.train.clip_grad_norm);
+            clip_grad_norm(&grads, cfg.train.clip_grad_norm);
         }
         if step.is_multiple_of(cfg.train.accumulate) {
             adam.lr = lr_curve.at(step);
-            adam.step(&params);
+            adam.step_with(&params, &grads);
+            grads.clear();
             let d = cfg.train.ema_decay;
             tch::no_grad(|| {
                 for (e, p) in ema.iter().zip(&params) {
@@ -451,4 +511,87 @@ pub fn load_model(
     bundle::load_vars(&vs, &named, &wp).context("loading the SDAS weights")?;
     vs.freeze();
     Ok((cfg, meta, net, vs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flat(g: &[Tensor]) -> Tensor {
+        Tensor::cat(
+            &g.iter()
+                .map(|t| t.to_kind(Kind::Float).flatten(0, -1))
+                .collect::<Vec<_>>(),
+            0,
+        )
+    }
+
+    #[test]
+    fn bf16_micro_step_follows_the_f32_step() {
+        let mut cfg = super::super::unet::UNetConfig::lite(2);
+        cfg.image_size = 16;
+        cfg.channel_mult = vec![1, 2];
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = DiffusionUNet::new(&vs.root(), &cfg);
+        let params = vs.trainable_variables();
+        // Off the zero-initialised output layers, so that every weight has a gradient.
+        tch::no_grad(|| {
+            for p in &params {
+                let _ = p.shallow_clone().g_add_(&(p.randn_like() * 0.05));
+            }
+        });
+        let before: Vec<Tensor> = params.iter().map(Tensor::copy).collect();
+        let sched = Schedule::linear(1000);
+        let x0 = Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let eps = x0.randn_like();
+        let t = vec![0i64, 500];
+        let xt = sched.q_sample(&x0, &t, &eps);
+        let b = Noised {
+            x0,
+            xt,
+            t,
+            eps,
+            y: Tensor::from_slice(&[0i64, 1]),
+        };
+        let (t32, g32) = micro_step(&net, &vs, &params, &sched, &b, Precision::F32);
+        let (t16, g16) = micro_step(&net, &vs, &params, &sched, &b, Precision::Bf16);
+        // The masters are back, unrounded, and the gradients are the bf16 copies'.
+        for (p, w) in params.iter().zip(&before) {
+            assert_eq!(p.kind(), Kind::Float);
+            assert!(p.equal(w));
+        }
+        assert!(g32.iter().all(|g| g.defined() && g.kind() == Kind::Float));
+        assert!(g16
+            .iter()
+            .all(|g| g.defined() && g.kind() == Kind::BFloat16));
+        let (l32, l16) = (
+            t32.loss().mean(Kind::Float).double_value(&[]),
+            t16.loss().mean(Kind::Float).double_value(&[]),
+        );
+        assert!((l16 - l32).abs() < 0.02 * l32, "loss {l16} vs {l32}");
+        let (a, c) = (flat(&g32), flat(&g16));
+        let rel = (&c - &a).norm().double_value(&[]) / a.norm().double_value(&[]);
+        assert!(a.norm().double_value(&[]) > 0.0);
+        eprintln!("loss {l32} / {l16}, relative gradient difference {rel}");
+        assert!(rel < 0.05, "relative gradient difference {rel}");
+    }
+
+    #[test]
+    fn accumulated_gradients_are_f32_sums_and_clipping_bounds_their_norm() {
+        let g = |v: f32| Tensor::from_slice(&[v, 2.0 * v]).to_kind(Kind::BFloat16);
+        let mut sums = Vec::new();
+        accumulate(&mut sums, vec![g(1.0), Tensor::new()]);
+        accumulate(&mut sums, vec![g(2.0), g(1.0)]);
+        assert_eq!(sums[0].kind(), Kind::Float);
+        assert_eq!(Vec::<f32>::try_from(&sums[0]).unwrap(), vec![3.0, 6.0]);
+        assert_eq!(Vec::<f32>::try_from(&sums[1]).unwrap(), vec![1.0, 2.0]);
+        clip_grad_norm(&sums, 1.0);
+        let norm = flat(&sums).norm().double_value(&[]);
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+        // Under the bound: unchanged.
+        let small = vec![Tensor::from_slice(&[0.3f32, 0.4])];
+        clip_grad_norm(&small, 1.0);
+        assert_eq!(Vec::<f32>::try_from(&small[0]).unwrap(), vec![0.3, 0.4]);
+    }
 }

@@ -167,7 +167,7 @@ impl ResBlock {
     }
 
     fn forward(&self, x: &Tensor, emb: &Tensor) -> Tensor {
-        let mut h = self.in_norm.forward(x).silu();
+        let mut h = layers::group_norm_fwd(&self.in_norm, x).silu();
         let mut x = x.shallow_clone();
         match self.resample {
             Resample::None => {}
@@ -183,7 +183,7 @@ impl ResBlock {
         let h = self.in_conv.forward(&h);
         let e = self.emb.forward(&emb.silu()).unsqueeze(-1).unsqueeze(-1);
         let ss = e.chunk(2, 1);
-        let h = self.out_norm.forward(&h) * (&ss[0] + 1.0) + &ss[1];
+        let h = layers::group_norm_fwd(&self.out_norm, &h) * (&ss[0] + 1.0) + &ss[1];
         let h = self.out_conv.forward(&h.silu());
         match &self.skip {
             Some(s) => s.forward(&x) + h,
@@ -378,9 +378,9 @@ impl DiffusionUNet {
     }
 
     /// ε̂ and v (N×6×H×W) for images `x` in [−1, 1] at timesteps `t` (int64, original scale) and
-    /// class ids `y`.
+    /// class ids `y`; computed in `x`'s kind (bf16 when a mixed-precision step swapped the weights).
     pub fn forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>) -> Tensor {
-        let temb = timestep_embedding(t, self.config.model_channels);
+        let temb = timestep_embedding(t, self.config.model_channels).to_kind(x.kind());
         let mut emb = self
             .time_embed
             .1
@@ -399,7 +399,8 @@ impl DiffusionUNet {
             let skip = hs.pop().unwrap_or_else(|| h.zeros_like());
             h = run(b, &Tensor::cat(&[&h, &skip], 1), &emb);
         }
-        self.out_conv.forward(&self.out_norm.forward(&h).silu())
+        self.out_conv
+            .forward(&layers::group_norm_fwd(&self.out_norm, &h).silu())
     }
 }
 
