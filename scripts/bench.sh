@@ -5,7 +5,7 @@
 # minima, the peak RSS, and the ratio realnet / reference (< 1: realnet is faster / smaller).
 #   scripts/bench.sh [CONFIG=small] [WHAT=all] [ROUNDS=3] [-- extra flags for both, e.g. --iters 2]
 # Env: PY (default ~/.cache/realnet/venv/bin/python), REF (the reference script), PRECISION (realnet's
-#      inference precision, f32 or bf16; default f32 — the reference always runs f32),
+#      precision for infer, train and diffusion, f32 or bf16; default f32 — the reference always runs f32),
 #      CARGO_TARGET_DIR (default target), OUT (raw JSON lines; default target/bench/<config>-<what>.jsonl).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -194,8 +194,9 @@ pub struct Options {
     pub diff_batch: Option<i64>,
     pub seed: u64,
     pub device: Device,
-    /// Precision of `infer`, and of `train`/`train_cached` (mixed: RealNet's passes in bf16, its
-    /// master weights and the backbone f32); the other measurements are f32.
+    /// Precision of `infer`, of `diffusion` (the denoiser's weights and activations), and of
+    /// `train`/`train_cached` (mixed: RealNet's passes in bf16, its master weights and the backbone
+    /// f32); the other measurements are f32.
     pub precision: Precision,
 }
 
@@ -405,8 +406,10 @@ fn record(
     put("attn", json!("matmul"));
     put("impl", json!("realnet"));
     // The reference measures f32 only; a bf16 inference or training record says so.
-    if matches!(unit.what, What::Infer | What::Train | What::TrainCached)
-        && opts.precision != Precision::F32
+    if matches!(
+        unit.what,
+        What::Infer | What::Train | What::TrainCached | What::Diffusion
+    ) && opts.precision != Precision::F32
     {
         put("precision", json!(opts.precision.name()));
     }
@@ -596,6 +599,8 @@ fn measure_diffusion(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, V
         .iter()
         .map(|t| t.numel() as i64)
         .sum();
+    // As `sdas sample --precision bf16`: bf16 weights, the forward casts its input.
+    opts.precision.cast_vars(&vs, &[]);
     let b = unit.batch;
     let s = cfg.image_size;
     let x = randn(&[b, 3, s, s], opts.device);

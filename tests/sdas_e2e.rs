@@ -139,6 +139,32 @@ fn sdas_train_resume_sample_shards() {
         let s = l["s"].as_f64().unwrap();
         assert!((0.1..0.2).contains(&s), "{s}");
     }
+    // A bf16 denoiser: the index says so; the images are the same size.
+    let half = tmp.path().join("half");
+    let out = realnet(
+        &[
+            &[
+                "--precision",
+                "bf16",
+                "sdas",
+                "sample",
+                "--model",
+                a.to_str().unwrap(),
+            ][..],
+            &["--category", "fabric", "--count", "2", "--seed", "3"],
+            &["--out", half.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    ok(&out);
+    let idx = std::fs::read_to_string(half.join("fabric/index.jsonl")).unwrap();
+    assert_eq!(idx.lines().count(), 2);
+    assert!(
+        idx.lines().all(|l| l.contains("\"precision\":\"bf16\"")),
+        "{idx}"
+    );
+    let h = files(&half.join("fabric"));
+    assert_eq!(image::load_from_memory(&h[0].1).unwrap().width(), 16);
     // s = 0 with the same seed changes the images (the strength enters the sampler).
     let zero = tmp.path().join("zero");
     ok(&sample(&a, &zero, &["--strength", "0"]));
@@ -197,6 +223,7 @@ fn sdas_train_resume_sample_shards() {
     let r: serde_json::Value = serde_json::from_str(ok(&out).trim()).unwrap();
     assert_eq!(r["steps"], "2");
     assert_eq!(r["sampler"], "ddim");
+    assert_eq!(r["precision"], "f32");
     assert_eq!(r["image_size"], 16);
     let real = r["real_good"].as_f64().unwrap();
     assert!(real.is_finite() && real >= 0.0, "{r}");

@@ -42,6 +42,8 @@ pub struct Global {
     /// the networks' weights and activations (maps, memory search and scores stay f32). For
     /// `train`, `sdas train` (and `bench --what train`): mixed-precision training steps (f32 master
     /// weights and loss), overriding `train.precision`; AFS, validation and `calibrate` run in f32.
+    /// For `sdas sample` and `sdas eval`: the denoiser's weights and activations (the reverse chain
+    /// and the evaluation's backbone stay f32).
     #[arg(long, global = true)]
     pub precision: Option<String>,
     /// More log output (-v debug, -vv trace). RUST_LOG overrides.

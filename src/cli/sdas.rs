@@ -105,6 +105,7 @@ pub fn run(cmd: SdasCmd, g: &Global) -> anyhow::Result<i32> {
                 steps: a.steps,
                 method,
                 device,
+                precision: g.precision()?,
             })?;
             eprintln!(
                 "{} written, {} already there, in {:.1} s → {}",
@@ -115,6 +116,6 @@ pub fn run(cmd: SdasCmd, g: &Global) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
-        SdasCmd::Eval(a) => super::sdas_eval::run(a, device),
+        SdasCmd::Eval(a) => super::sdas_eval::run(a, device, g.precision()?),
     }
 }

@@ -46,7 +46,11 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
-pub fn run(a: EvalArgs, device: Device) -> anyhow::Result<i32> {
+pub fn run(
+    a: EvalArgs,
+    device: Device,
+    precision: realnet::precision::Precision,
+) -> anyhow::Result<i32> {
     let kind = BackboneKind::parse(&a.backbone)?;
     let weights = match a.weights {
         Some(w) => w,
@@ -73,14 +77,15 @@ pub fn run(a: EvalArgs, device: Device) -> anyhow::Result<i32> {
         steps: a.steps,
         method,
         device,
+        precision,
     })?;
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
             "mean nearest-neighbour patch distance to {3} normal training images (all at {0}², then 256²; \
-             samples: {1} steps, {2})",
-            r.image_size, r.steps, r.sampler, r.bank_images
+             samples: {1} steps, {2}, {4})",
+            r.image_size, r.steps, r.sampler, r.bank_images, r.precision
         );
         println!(
             "  real good test images  {:.4}  ({} images)",

@@ -44,6 +44,8 @@ pub struct EvalOptions {
     pub steps: Option<String>,
     pub method: Method,
     pub device: Device,
+    /// The denoiser's precision while sampling (the backbone and the search stay f32).
+    pub precision: crate::precision::Precision,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -53,6 +55,8 @@ pub struct EvalReport {
     /// The sampling steps and sampler the samples were drawn with.
     pub steps: String,
     pub sampler: String,
+    /// The denoiser's precision while sampling.
+    pub precision: String,
     /// How many training images the bank held and how many good test images were measured.
     pub bank_images: usize,
     pub real_images: usize,
@@ -131,7 +135,7 @@ pub fn evaluate(o: &EvalOptions) -> anyhow::Result<EvalReport> {
         )
         .into());
     }
-    let (cfg, meta, net, _vs) = load_model(&o.model, o.device)?;
+    let (cfg, meta, net, _vs) = load_model(&o.model, o.device, o.precision)?;
     let cat = Category::open(&o.data)?;
     let class = meta
         .categories
@@ -194,6 +198,7 @@ pub fn evaluate(o: &EvalOptions) -> anyhow::Result<EvalReport> {
         image_size: via,
         steps,
         sampler: o.method.name().into(),
+        precision: o.precision.name().into(),
         bank_images: train.len(),
         real_images: good.len(),
         real_good,

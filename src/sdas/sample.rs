@@ -8,6 +8,7 @@ use super::schedule::{space_timesteps, Schedule};
 use super::train::load_model;
 use super::unet::DiffusionUNet;
 use crate::error::UserError;
+use crate::precision::Precision;
 use rand::Rng;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -148,6 +149,8 @@ pub struct SampleJob {
     pub steps: Option<String>,
     pub method: Method,
     pub device: Device,
+    /// The denoiser's weights and activations (the chain itself stays f32).
+    pub precision: Precision,
 }
 
 pub struct SampleReport {
@@ -167,6 +170,7 @@ struct IndexLine<'a> {
     class: i64,
     method: &'a str,
     steps: &'a str,
+    precision: &'a str,
 }
 
 pub fn file_name(index: u64) -> String {
@@ -216,7 +220,7 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize), UserError> {
 
 pub fn run_job(job: &SampleJob) -> anyhow::Result<SampleReport> {
     let t0 = Instant::now();
-    let (cfg, meta, net, _vs) = load_model(&job.model, job.device)?;
+    let (cfg, meta, net, _vs) = load_model(&job.model, job.device, job.precision)?;
     let class = meta
         .categories
         .iter()
@@ -295,6 +299,7 @@ pub fn run_job(job: &SampleJob) -> anyhow::Result<SampleReport> {
                 class,
                 method,
                 steps: &steps,
+                precision: job.precision.name(),
             };
             lines.push_str(&serde_json::to_string(&line)?);
             lines.push('\n');

@@ -163,9 +163,7 @@ fn micro_step(
 ) -> (LossTerms, Vec<Tensor>) {
     let _weights = precision.compute_weights(vs);
     let t_dev = Tensor::from_slice(&b.t).to_device(b.xt.device());
-    let out = net
-        .forward(&precision.cast(&b.xt), &t_dev, Some(&b.y))
-        .to_kind(Kind::Float);
+    let out = net.forward(&b.xt, &t_dev, Some(&b.y));
     let terms = sched.training_terms(&out, &b.x0, &b.xt, &b.t, &b.eps);
     let grads = Tensor::run_backward(&[terms.loss().mean(Kind::Float)], params, false, false);
     (terms, grads)
@@ -480,10 +478,11 @@ fn init_from(vs: &nn::VarStore, file: &Path) -> anyhow::Result<usize> {
     Ok(copied)
 }
 
-/// Loads a finished SDAS model folder: config, meta and the EMA weights.
+/// Loads a finished SDAS model folder: config, meta and the EMA weights, cast to `precision`.
 pub fn load_model(
     dir: &Path,
     device: Device,
+    precision: Precision,
 ) -> anyhow::Result<(SdasConfig, SdasMeta, DiffusionUNet, nn::VarStore)> {
     let cfg = SdasConfig::load(&dir.join(bundle::CONFIG))?;
     let mp = dir.join(bundle::META);
@@ -510,6 +509,7 @@ pub fn load_model(
     let named = bundle::read_tensors(&wp)?;
     bundle::load_vars(&vs, &named, &wp).context("loading the SDAS weights")?;
     vs.freeze();
+    precision.cast_vars(&vs, &[]);
     Ok((cfg, meta, net, vs))
 }
 

@@ -3,6 +3,7 @@
 //! state-dict names, so OpenAI's `256x256_diffusion.pt`, once converted, initialises it directly.
 use crate::model::attention::AttentionBlock;
 use crate::model::layers;
+use crate::precision::Precision;
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Kind, Tensor};
 
@@ -377,10 +378,13 @@ impl DiffusionUNet {
         }
     }
 
-    /// ε̂ and v (N×6×H×W) for images `x` in [−1, 1] at timesteps `t` (int64, original scale) and
-    /// class ids `y`; computed in `x`'s kind (bf16 when a mixed-precision step swapped the weights).
+    /// ε̂ and v (N×6×H×W, f32) for images `x` in [−1, 1] (f32) at timesteps `t` (int64,
+    /// original scale) and class ids `y`. Computed in the precision of the weights: bf16 (channels-
+    /// last) when the model was loaded in bf16 or a mixed-precision step swapped bf16 copies in.
     pub fn forward(&self, x: &Tensor, t: &Tensor, y: Option<&Tensor>) -> Tensor {
-        let temb = timestep_embedding(t, self.config.model_channels).to_kind(x.kind());
+        let p = self.precision();
+        let x = p.cast(x);
+        let temb = p.cast(&timestep_embedding(t, self.config.model_channels));
         let mut emb = self
             .time_embed
             .1
@@ -389,7 +393,7 @@ impl DiffusionUNet {
             emb += le.forward(y);
         }
         let mut hs = Vec::with_capacity(self.input_blocks.len());
-        let mut h = x.shallow_clone();
+        let mut h = x;
         for b in &self.input_blocks {
             h = run(b, &h, &emb);
             hs.push(h.shallow_clone());
@@ -401,6 +405,16 @@ impl DiffusionUNet {
         }
         self.out_conv
             .forward(&layers::group_norm_fwd(&self.out_norm, &h).silu())
+            .to_kind(Kind::Float)
+    }
+
+    /// The precision the weights are in now.
+    pub fn precision(&self) -> Precision {
+        if self.out_conv.ws.kind() == Kind::BFloat16 {
+            Precision::Bf16
+        } else {
+            Precision::F32
+        }
     }
 }
 
@@ -444,5 +458,36 @@ mod tests {
         assert_eq!(out.size(), vec![2, 6, 16, 16]);
         // Zero-initialised output conv: the untrained network predicts exactly 0.
         assert_eq!(out.abs().max().double_value(&[]), 0.0);
+    }
+
+    #[test]
+    fn bf16_weights_give_an_f32_output_near_the_f32_ones() {
+        tch::manual_seed(1);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let mut cfg = UNetConfig::lite(2);
+        cfg.image_size = 16;
+        cfg.channel_mult = vec![1, 2];
+        let net = DiffusionUNet::new(&vs.root(), &cfg);
+        // Off the zero-initialised output layers.
+        tch::no_grad(|| {
+            for p in vs.trainable_variables() {
+                let _ = p.shallow_clone().g_add_(&(p.randn_like() * 0.05));
+            }
+        });
+        let x = Tensor::randn([2, 3, 16, 16], (Kind::Float, tch::Device::Cpu));
+        let t = Tensor::from_slice(&[3i64, 700]);
+        let y = Tensor::from_slice(&[0i64, 1]);
+        let run = || tch::no_grad(|| net.forward(&x, &t, Some(&y)));
+        let a = run();
+        assert_eq!(net.precision(), Precision::F32);
+        Precision::Bf16.cast_vars(&vs, &[]);
+        assert_eq!(net.precision(), Precision::Bf16);
+        let b = run();
+        assert_eq!((a.kind(), b.kind()), (Kind::Float, Kind::Float));
+        let rel = (&b - &a).norm().double_value(&[]) / a.norm().double_value(&[]);
+        assert!(
+            a.norm().double_value(&[]) > 0.0 && rel > 0.0 && rel < 0.05,
+            "{rel}"
+        );
     }
 }
