@@ -38,3 +38,6 @@ timeout 150 "$BIN" --device cuda --precision bf16 bench --config paper --what in
 # The mixed-precision training step (bf16 passes, f32 master weights; records carry "precision").
 timeout 150 "$BIN" --device cuda --precision bf16 bench --config paper --what train \
   --iters 10 --json | tee -a "$OUT/paper-cuda.jsonl"
+# The denoiser step with bf16 weights (as `sdas sample --precision bf16`).
+timeout 150 "$BIN" --device cuda --precision bf16 bench --config paper --what diffusion \
+  --iters 10 --json | tee -a "$OUT/paper-cuda.jsonl"
