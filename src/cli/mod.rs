@@ -52,6 +52,17 @@ pub struct Global {
 }
 
 impl Global {
+    /// An explicit --precision decides a training run's `train.precision` (saved with its config).
+    pub fn override_train_precision(
+        &self,
+        key: &mut String,
+    ) -> Result<(), realnet::error::UserError> {
+        if self.precision.is_some() {
+            *key = self.precision()?.name().to_string();
+        }
+        Ok(())
+    }
+
     /// The precision asked for (f32 when none is).
     pub fn precision(&self) -> Result<realnet::precision::Precision, realnet::error::UserError> {
         self.precision

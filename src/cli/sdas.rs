@@ -67,10 +67,7 @@ pub fn run(cmd: SdasCmd, g: &Global) -> anyhow::Result<i32> {
         SdasCmd::Train(a) => {
             let mut config =
                 SdasConfig::resolve(&a.run.preset, a.run.config.as_deref(), &a.run.sets())?;
-            // As for `train`: an explicit --precision decides the steps' precision (saved).
-            if g.precision.is_some() {
-                config.train.precision = g.precision()?.name().to_string();
-            }
+            g.override_train_precision(&mut config.train.precision)?;
             let s = train(&SdasTrainOptions {
                 data: a.data,
                 out: a.out.clone(),

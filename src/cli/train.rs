@@ -27,10 +27,7 @@ pub struct TrainArgs {
 
 pub fn run(a: TrainArgs, g: &Global) -> anyhow::Result<i32> {
     let mut config = Config::resolve(&a.run.preset, a.run.config.as_deref(), &a.run.sets())?;
-    // An explicit --precision decides the training steps' precision (saved with the config).
-    if g.precision.is_some() {
-        config.train.precision = g.precision()?.name().to_string();
-    }
+    g.override_train_precision(&mut config.train.precision)?;
     let source: SynthSource = a
         .source
         .parse()

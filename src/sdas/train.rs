@@ -150,7 +150,7 @@ struct Noised {
     y: Tensor,
 }
 
-/// The loss terms of one micro-batch and the gradients of its mean loss, in `params`' order. In
+/// The mean loss of one micro-batch, its terms, and the loss's gradients in `params`' order. In
 /// bf16 (mixed precision) the forward and backward run on bf16 copies of the weights, swapped back
 /// before this returns, and the loss terms are taken in f32; in f32 it is the official step.
 fn micro_step(
@@ -160,13 +160,14 @@ fn micro_step(
     sched: &Schedule,
     b: &Noised,
     precision: Precision,
-) -> (LossTerms, Vec<Tensor>) {
+) -> (Tensor, LossTerms, Vec<Tensor>) {
     let _weights = precision.compute_weights(vs);
     let t_dev = Tensor::from_slice(&b.t).to_device(b.xt.device());
     let out = net.forward(&b.xt, &t_dev, Some(&b.y));
     let terms = sched.training_terms(&out, &b.x0, &b.xt, &b.t, &b.eps);
-    let grads = Tensor::run_backward(&[terms.loss().mean(Kind::Float)], params, false, false);
-    (terms, grads)
+    let loss = terms.loss().mean(Kind::Float);
+    let grads = Tensor::run_backward(&[&loss], params, false, false);
+    (loss, terms, grads)
 }
 
 /// Scales `grads` in place so that their global L2 norm is at most `max` (`clip_grad_norm_`).
@@ -346,8 +347,7 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
         .view([b as i64, 3, s, s]);
         let xt = sched.q_sample(&x0, &t, &eps);
         let batch = Noised { x0, xt, t, eps, y };
-        let (terms, g) = micro_step(&net, &vs, &params, &sched, &batch, precision);
-        let loss = terms.loss().mean(Kind::Float);
+        let (loss, terms, g) = micro_step(&net, &vs, &params, &sched, &batch, precision);
         accumulate(&mut grads, g);
         if cfg.train.clip_grad_norm > 0.0 {
             clip_grad_norm(&grads, cfg.train.clip_grad_norm);
@@ -554,8 +554,8 @@ mod tests {
             eps,
             y: Tensor::from_slice(&[0i64, 1]),
         };
-        let (t32, g32) = micro_step(&net, &vs, &params, &sched, &b, Precision::F32);
-        let (t16, g16) = micro_step(&net, &vs, &params, &sched, &b, Precision::Bf16);
+        let (_, t32, g32) = micro_step(&net, &vs, &params, &sched, &b, Precision::F32);
+        let (_, t16, g16) = micro_step(&net, &vs, &params, &sched, &b, Precision::Bf16);
         // The masters are back, unrounded, and the gradients are the bf16 copies'.
         for (p, w) in params.iter().zip(&before) {
             assert_eq!(p.kind(), Kind::Float);
