@@ -198,6 +198,8 @@ pub struct Options {
     /// `train`/`train_cached` (mixed: RealNet's passes in bf16, its master weights and the backbone
     /// f32); the other measurements are f32.
     pub precision: Precision,
+    /// `infer` also times the backbone and the backbone + reconstruction alone ("phases_s").
+    pub phases: bool,
 }
 
 impl Options {
@@ -213,6 +215,7 @@ impl Options {
             seed: 0,
             device: Device::Cpu,
             precision: Precision::F32,
+            phases: false,
         }
     }
 
@@ -534,6 +537,29 @@ fn measure_infer(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value
     let mut m = record(opts, unit, &times, b as f64, model.total, iters, warmup);
     m.insert("batch_median_s".into(), json!(median(&times)));
     m.insert("params_detail".into(), model.table.clone());
+    if opts.phases {
+        // Prefixes of the forward, each timed as the whole (its own warm-up and median): the
+        // differences say where the time goes.
+        let backbone = || tch::no_grad(|| model.backbone.features(&x));
+        let recon = || {
+            tch::no_grad(|| {
+                let feats = model.backbone.features(&x);
+                model.net.reconstruct(&model.net.select(&feats))
+            })
+        };
+        let per = |t: &[f64]| median(t) / b as f64;
+        let t_backbone = per(&time_forward(opts, What::Infer, backbone).0);
+        let t_recon = per(&time_forward(opts, What::Infer, recon).0);
+        let t_all = median(&times) / b as f64;
+        m.insert(
+            "phases_s".into(),
+            json!({
+                "backbone": t_backbone,
+                "afs_recon_residuals": t_recon - t_backbone,
+                "rrs_discriminator_maps_scores": t_all - t_recon,
+            }),
+        );
+    }
     Ok(m)
 }
 

@@ -40,6 +40,11 @@ pub struct BenchArgs {
     pub diff_batch: Option<i64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// `infer` records also carry "phases_s": seconds per image in the backbone, in AFS +
+    /// reconstruction + residuals, and in RRS + discriminator + maps + scores (each prefix of the
+    /// forward timed on its own, as the whole).
+    #[arg(long)]
+    pub phases: bool,
     /// Run every measurement in this process (peak RSS then accumulates).
     #[arg(long)]
     pub in_process: bool,
@@ -76,6 +81,7 @@ pub fn run(a: BenchArgs, g: &super::Global) -> anyhow::Result<i32> {
         seed: a.seed,
         device: realnet::device::parse_device(&g.device)?,
         precision: g.precision()?,
+        phases: a.phases,
     };
     if let Some(u) = &a.unit {
         let unit = Unit::parse(u).ok_or_else(|| bad(format!("--unit '{u}'")))?;
@@ -110,6 +116,9 @@ pub fn run(a: BenchArgs, g: &super::Global) -> anyhow::Result<i32> {
             }
             cmd.args(["bench", "--config", preset.name(), "--unit", &unit.tag()]);
             cmd.args(["--seed", &a.seed.to_string()]);
+            if a.phases {
+                cmd.arg("--phases");
+            }
             for (flag, v) in [
                 ("--iters", a.iters.map(|v| v.to_string())),
                 ("--warmup", a.warmup.map(|v| v.to_string())),

@@ -128,19 +128,25 @@ impl RealNet {
 
     /// Reconstruction, residuals E_k = (F_k − G_k(F_k))², RRS and the discriminator.
     pub fn forward_t(&self, selected: &[Tensor], train: bool) -> Output {
+        let (recon, residuals) = self.reconstruct(selected);
+        let logits = self.rrs.forward_t(&residuals, self.image_size, train);
+        Output { recon, logits }
+    }
+
+    /// The reconstructions G_k(F_k) and the residuals E_k = (F_k − G_k(F_k))².
+    pub fn reconstruct(&self, selected: &[Tensor]) -> (Vec<Tensor>, Vec<Tensor>) {
         let recon: Vec<Tensor> = self
             .recon
             .iter()
             .zip(selected)
             .map(|(g, f)| g.forward(f))
             .collect();
-        let residuals: Vec<Tensor> = selected
+        let residuals = selected
             .iter()
             .zip(&recon)
             .map(|(f, r)| (f - r).square())
             .collect();
-        let logits = self.rrs.forward_t(&residuals, self.image_size, train);
-        Output { recon, logits }
+        (recon, residuals)
     }
 
     /// One training step's forward and backward (spec §4.6) in `precision`: `selected` are the
