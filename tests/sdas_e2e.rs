@@ -308,3 +308,57 @@ fn sdas_train_in_bf16_mixed_precision() {
         &["train.precision", "f32 or bf16"],
     );
 }
+
+fn index_flags(dir: &Path) -> Vec<bool> {
+    std::fs::read_to_string(dir.join("fabric/index.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["dc_prior"] == true)
+        .collect()
+}
+
+#[test]
+fn sdas_sample_with_the_mean_colour_prior() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("fabric");
+    realnet::demo::write_dataset(&data, 32, 6, 1, 1).unwrap();
+    let m = tmp.path().join("m");
+    ok(&train(&data, &m, &[]));
+    // The lite preset samples with it; the class's mean colour is stored with the model.
+    let cfg = std::fs::read_to_string(m.join("config.toml")).unwrap();
+    assert!(cfg.contains("dc_prior = true"), "{cfg}");
+    let meta_path = m.join("meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    assert_eq!(meta["dc_prior"][0]["mean"].as_array().unwrap().len(), 3);
+    assert!(meta["dc_prior"][0]["std"][0].as_f64().unwrap() > 0.0);
+
+    let on = tmp.path().join("on");
+    ok(&sample(&m, &on, &[]));
+    assert_eq!(index_flags(&on), vec![true; 5]);
+    let off = tmp.path().join("off");
+    ok(&sample(&m, &off, &["--dc-prior", "false"]));
+    assert_eq!(index_flags(&off), vec![false; 5]);
+    assert_ne!(files(&on.join("fabric")), files(&off.join("fabric")));
+
+    // A model saved before the prior was stored reads it from its training folder: the same
+    // images give the same prior, so the same samples byte for byte.
+    meta.as_object_mut().unwrap().remove("dc_prior");
+    std::fs::write(&meta_path, serde_json::to_string(&meta).unwrap()).unwrap();
+    let old = tmp.path().join("old");
+    ok(&sample(&m, &old, &[]));
+    assert_eq!(files(&on.join("fabric")), files(&old.join("fabric")));
+    // ... and without that folder it refuses, saying how to sample without the prior.
+    std::fs::rename(&data, tmp.path().join("moved")).unwrap();
+    expect(
+        "no stored prior, training folder gone",
+        &sample(&m, &tmp.path().join("gone"), &[]),
+        4,
+        &["dc_prior", "--dc-prior false"],
+    );
+    ok(&sample(
+        &m,
+        &tmp.path().join("gone"),
+        &["--dc-prior", "false"],
+    ));
+}

@@ -59,6 +59,10 @@ pub struct SampleArgs {
     /// ddpm (official) or ddim.
     #[arg(long, default_value = "ddpm")]
     pub sampler: String,
+    /// true / false: overrides the model's `sample.dc_prior` — the class's mean colour (stored with
+    /// the model, or read from its training folder) as the prior of the predicted noise's mean.
+    #[arg(long)]
+    pub dc_prior: Option<bool>,
 }
 
 pub fn run(cmd: SdasCmd, g: &Global) -> anyhow::Result<i32> {
@@ -103,6 +107,7 @@ pub fn run(cmd: SdasCmd, g: &Global) -> anyhow::Result<i32> {
                 method,
                 device,
                 precision: g.precision()?,
+                dc_prior: a.dc_prior,
             })?;
             eprintln!(
                 "{} written, {} already there, in {:.1} s → {}",

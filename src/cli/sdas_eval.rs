@@ -41,6 +41,10 @@ pub struct EvalArgs {
     /// to the model's size and back, so a 64² model is not judged on detail it cannot draw).
     #[arg(long)]
     pub full_resolution: bool,
+    /// true / false: overrides the model's `sample.dc_prior` (the class's mean colour as the
+    /// prior of the predicted noise's mean), as for `sdas sample`.
+    #[arg(long)]
+    pub dc_prior: Option<bool>,
     /// One JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -78,6 +82,7 @@ pub fn run(
         method,
         device,
         precision,
+        dc_prior: a.dc_prior,
     })?;
     if a.json {
         println!("{}", serde_json::to_string(&r)?);

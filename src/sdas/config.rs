@@ -73,6 +73,11 @@ pub struct SampleConfig {
     /// Images per forward pass; part of the recipe (a sample depends on its batch's grouping
     /// only through floating-point rounding).
     pub batch_size: usize,
+    /// Give the predicted noise's per-channel mean its posterior under the class's mean colour
+    /// (`sdas::dc_prior`; not in the official sampler, so `paper` leaves it off). Configs saved
+    /// before this key: off.
+    #[serde(default)]
+    pub dc_prior: bool,
 }
 
 impl SdasConfig {
@@ -81,6 +86,7 @@ impl SdasConfig {
             steps: "ddim20".into(),
             strength: [0.1, 0.2],
             batch_size: 16,
+            dc_prior: false,
         };
         match name {
             "paper" => Ok(SdasConfig {
@@ -124,6 +130,7 @@ impl SdasConfig {
                 },
                 sample: SampleConfig {
                     batch_size: 8,
+                    dc_prior: true,
                     ..sample
                 },
             }),
@@ -267,6 +274,17 @@ mod tests {
         assert!(SdasConfig::resolve("lite", None, &["sample.steps=\"ddim7000\"".into()]).is_err());
         let e = SdasConfig::resolve("lite", None, &["train.precision=\"f16\"".into()]).unwrap_err();
         assert!(e.to_string().contains("train.precision"), "{e}");
+    }
+
+    #[test]
+    fn lite_samples_with_the_mean_colour_prior_and_older_configs_without() {
+        let lite = SdasConfig::preset("lite").unwrap();
+        assert!(lite.sample.dc_prior);
+        assert!(!SdasConfig::preset("paper").unwrap().sample.dc_prior);
+        let old = lite.to_toml().replace("dc_prior = true\n", "");
+        assert!(!old.contains("dc_prior"));
+        let back: SdasConfig = toml::from_str(&old).unwrap();
+        assert!(!back.sample.dc_prior);
     }
 
     #[test]

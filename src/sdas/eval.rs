@@ -46,6 +46,8 @@ pub struct EvalOptions {
     pub device: Device,
     /// The denoiser's precision while sampling (the backbone and the search stay f32).
     pub precision: crate::precision::Precision,
+    /// Overrides the model's `sample.dc_prior`, as for `sdas sample`.
+    pub dc_prior: Option<bool>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -57,6 +59,8 @@ pub struct EvalReport {
     pub sampler: String,
     /// The denoiser's precision while sampling.
     pub precision: String,
+    /// Whether the samples were drawn with the class's mean colour as prior (`sample.dc_prior`).
+    pub dc_prior: bool,
     /// How many training images the bank held and how many good test images were measured.
     pub bank_images: usize,
     pub real_images: usize,
@@ -168,6 +172,7 @@ pub fn evaluate(o: &EvalOptions) -> anyhow::Result<EvalReport> {
     let bank = patches(&bb, &train, via, o.device);
     let real_good = tch::no_grad(|| mean_nn_distance(&patches(&bb, &good, via, o.device), &bank));
     let (steps, sched) = super::sample::sampling_schedule(&cfg, o.steps.as_deref())?;
+    let dc = super::sample::dc_prior_of(&cfg, &meta, class as usize, o.dc_prior)?;
     let mut samples = BTreeMap::new();
     let bar = crate::progress::bar(o.strengths.len() as u64, "sdas eval");
     for &s in &o.strengths {
@@ -185,6 +190,7 @@ pub fn evaluate(o: &EvalOptions) -> anyhow::Result<EvalReport> {
                 indices: &idx,
                 strengths: &st,
                 method: o.method,
+                dc: dc.as_ref(),
             };
             let x = sample(&net, &sched, &draw, o.device);
             imgs.extend(super::sample::to_images(&x));
@@ -199,6 +205,7 @@ pub fn evaluate(o: &EvalOptions) -> anyhow::Result<EvalReport> {
         steps,
         sampler: o.method.name().into(),
         precision: o.precision.name().into(),
+        dc_prior: dc.is_some(),
         bank_images: train.len(),
         real_images: good.len(),
         real_good,

@@ -3,6 +3,7 @@
 //! √s·σ·z added. `realnet sdas sample` writes shards of SIA images; every image is a pure function
 //! of (seed, index) — its strength, start noise and step noise come from its own stream, and images
 //! are always computed in the same fixed groups of `batch` consecutive indices.
+use super::dc_prior::DcPrior;
 use super::noise;
 use super::schedule::{space_timesteps, Schedule};
 use super::train::load_model;
@@ -70,6 +71,8 @@ pub struct Draw<'a> {
     pub indices: &'a [u64],
     pub strengths: &'a [f64],
     pub method: Method,
+    /// The class's mean colour, replacing the mean of ε̂ (`dc_prior`); `None`: ε̂ as predicted.
+    pub dc: Option<&'a DcPrior>,
 }
 
 /// Samples the images of `d` (u8, N×3×S×S on the CPU).
@@ -80,6 +83,7 @@ pub fn sample(net: &DiffusionUNet, sched: &Schedule, d: &Draw, device: Device) -
         indices,
         strengths,
         method,
+        dc,
     } = *d;
     let n = indices.len() as i64;
     let s = net.config.image_size;
@@ -99,7 +103,12 @@ pub fn sample(net: &DiffusionUNet, sched: &Schedule, d: &Draw, device: Device) -
         for k in (0..sched.len()).rev() {
             let tk = vec![k as i64; n as usize];
             let t_model = Tensor::full([n], sched.timestep_map[k], (Kind::Int64, device));
-            let out = net.forward(&x, &t_model, Some(&y));
+            let mut out = net.forward(&x, &t_model, Some(&y));
+            if let Some(p) = dc {
+                let mut parts = out.split(3, 1);
+                parts[0] = p.correct(&parts[0], &x, sched.alphas_cumprod[k]);
+                out = Tensor::cat(&parts, 1);
+            }
             let mv = sched.p_mean_variance(&out, &x, &tk, true);
             let (mean, dev) = match method {
                 Method::Ddpm => {
@@ -136,6 +145,20 @@ pub fn to_images(x: &Tensor) -> Vec<image::RgbImage> {
         .collect()
 }
 
+/// The prior the sampler uses for class `class`: `None` when `sample.dc_prior` (or `choice`, which
+/// overrides it) is off.
+pub fn dc_prior_of(
+    cfg: &super::config::SdasConfig,
+    meta: &super::train::SdasMeta,
+    class: usize,
+    choice: Option<bool>,
+) -> anyhow::Result<Option<DcPrior>> {
+    if !choice.unwrap_or(cfg.sample.dc_prior) {
+        return Ok(None);
+    }
+    DcPrior::of_model(meta, class, cfg.model.image_size as u32).map(Some)
+}
+
 pub struct SampleJob {
     pub model: PathBuf,
     pub category: String,
@@ -151,6 +174,8 @@ pub struct SampleJob {
     pub device: Device,
     /// The denoiser's weights and activations (the chain itself stays f32).
     pub precision: Precision,
+    /// Overrides the model's `sample.dc_prior`.
+    pub dc_prior: Option<bool>,
 }
 
 pub struct SampleReport {
@@ -171,6 +196,8 @@ struct IndexLine<'a> {
     method: &'a str,
     steps: &'a str,
     precision: &'a str,
+    /// Drawn with the class's mean colour as prior (`sample.dc_prior`).
+    dc_prior: bool,
 }
 
 pub fn file_name(index: u64) -> String {
@@ -235,6 +262,7 @@ pub fn run_job(job: &SampleJob) -> anyhow::Result<SampleReport> {
         return Err(UserError::BadInput("--count must be ≥ 1".into()).into());
     }
     let (steps, sched) = sampling_schedule(&cfg, job.steps.as_deref())?;
+    let dc = dc_prior_of(&cfg, &meta, class as usize, job.dc_prior)?;
     let strength = job.strength.unwrap_or(cfg.sample.strength);
     let batch = job.batch.unwrap_or(cfg.sample.batch_size).max(1);
     let dir = job.out.join(&job.category);
@@ -276,6 +304,7 @@ pub fn run_job(job: &SampleJob) -> anyhow::Result<SampleReport> {
                 indices: &idx,
                 strengths: &s,
                 method: job.method,
+                dc: dc.as_ref(),
             };
             let x = sample(&net, &sched, &draw, job.device);
             for ((img, &i), &m) in to_images(&x).iter().zip(&idx).zip(&missing) {
@@ -300,6 +329,7 @@ pub fn run_job(job: &SampleJob) -> anyhow::Result<SampleReport> {
                 method,
                 steps: &steps,
                 precision: job.precision.name(),
+                dc_prior: dc.is_some(),
             };
             lines.push_str(&serde_json::to_string(&line)?);
             lines.push('\n');

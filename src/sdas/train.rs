@@ -2,6 +2,7 @@
 //! of one or more categories, hybrid loss, Adam, gradient clipping, the official accumulation
 //! rhythm, EMA weights; checkpoints with `--resume` that continue bit-identically on CPU.
 use super::config::SdasConfig;
+use super::dc_prior::DcPrior;
 use super::noise;
 use super::schedule::{LossTerms, Schedule};
 use super::unet::DiffusionUNet;
@@ -47,6 +48,10 @@ pub struct SdasMeta {
     pub seed: u64,
     pub device: String,
     pub init: Option<PathBuf>,
+    /// Each class's mean colour (`sdas::dc_prior`), by class id; models saved before it have none
+    /// (the sampler then reads the class's training folder, `data`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dc_prior: Option<Vec<Option<DcPrior>>>,
 }
 
 pub struct SdasTrainSummary {
@@ -225,6 +230,7 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
         names: categories,
         skipped,
     } = load_images(&opts.data, size)?;
+    let dc_prior = DcPrior::per_class(&images, &classes, categories.len());
     let mut cfg = opts.config.clone();
     cfg.model.num_classes = categories.len() as i64;
     if opts.resume {
@@ -438,6 +444,7 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
         seed: cfg.train.seed,
         device: crate::device::describe(opts.device),
         init: opts.init.clone(),
+        dc_prior: Some(dc_prior),
     };
     bundle::write_atomic(
         &out.join(bundle::META),
