@@ -8,7 +8,6 @@
 //! The prior replaces the mean of ε̂ with that, and leaves the rest of ε̂ (all structure) alone.
 use super::train::SdasMeta;
 use crate::error::UserError;
-use realnet_data::layout::Category;
 use tch::{Kind, Tensor};
 
 /// Per-channel mean and standard deviation of the normal images' spatial means, in the denoiser's
@@ -72,30 +71,19 @@ impl DcPrior {
             .data
             .get(class)
             .ok_or_else(|| gone("names no training folder for the class".into()))?;
-        let cat = Category::open(dir).map_err(|_| {
+        let set = super::train::load_images(std::slice::from_ref(dir), size).map_err(|e| {
             gone(format!(
-                "its training folder {} is no longer readable",
+                "its training folder {} cannot be loaded again ({e})",
                 dir.display()
             ))
         })?;
-        let mut raw = Vec::new();
-        for l in realnet_data::load::load_all(&cat.train, Some((size, size)))
-            .into_iter()
-            .flatten()
-        {
-            raw.extend_from_slice(l.image.as_raw());
-        }
-        let s = size as i64;
-        let n = raw.len() as i64 / (3 * s * s);
-        let t = Tensor::from_slice(&raw)
-            .view([n, s, s, 3])
-            .permute([0, 3, 1, 2]);
         tracing::info!(
-            "mean colour of '{}' from {n} images of {}",
-            cat.name,
+            "mean colour of '{}' from {} images of {}",
+            meta.categories.get(class).map_or("?", String::as_str),
+            set.classes.len(),
             dir.display()
         );
-        DcPrior::from_u8_images(&t).ok_or_else(|| {
+        DcPrior::from_u8_images(&set.images).ok_or_else(|| {
             gone(format!(
                 "{} holds no readable training image",
                 dir.display()
@@ -166,7 +154,7 @@ mod tests {
         for n in 0..2 {
             for c in 0..3 {
                 let m_x = xt.get(n).get(c as i64).mean(Kind::Double).double_value(&[]);
-                let want = (1.0 - a as f64).sqrt() * var_e * (m_x - a.sqrt() * p.mean[c])
+                let want = (1.0 - a).sqrt() * var_e * (m_x - a.sqrt() * p.mean[c])
                     / (a * p.std[c].powi(2) + (1.0 - a) * var_e);
                 let got = out
                     .get(n)

@@ -65,11 +65,11 @@ const EMA: &str = "ema.";
 const MICRO_STEP: &str = "sdas.micro_step";
 
 /// The normal training images of all categories.
-struct TrainSet {
+pub(crate) struct TrainSet {
     /// u8, N×3×S×S.
-    images: Tensor,
+    pub images: Tensor,
     /// Class id of each image.
-    classes: Vec<i64>,
+    pub classes: Vec<i64>,
     /// Category names, by class id.
     names: Vec<String>,
     /// Unreadable files, reported and skipped.
@@ -77,7 +77,7 @@ struct TrainSet {
 }
 
 /// Normal training images at the model size, with their class ids.
-fn load_images(dirs: &[PathBuf], size: u32) -> anyhow::Result<TrainSet> {
+pub(crate) fn load_images(dirs: &[PathBuf], size: u32) -> anyhow::Result<TrainSet> {
     let mut data = Vec::new();
     let mut classes = Vec::new();
     let mut names = Vec::new();
