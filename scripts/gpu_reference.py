@@ -35,11 +35,11 @@ def _timestep_embedding(t, dim, max_period=10000.0):
 
 
 R.timestep_embedding = _timestep_embedding
+
+# Set once from the command line in main().
+DEV = "cuda"
 CHANNELS_LAST = False
 PROFILE = False
-
-
-DEV = "cuda"
 
 
 def sync():

@@ -550,7 +550,7 @@ fn measure_infer(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value
         let per = |t: &[f64]| median(t) / b as f64;
         let t_backbone = per(&time_forward(opts, What::Infer, backbone).0);
         let t_recon = per(&time_forward(opts, What::Infer, recon).0);
-        let t_all = median(&times) / b as f64;
+        let t_all = per(&times);
         m.insert(
             "phases_s".into(),
             json!({

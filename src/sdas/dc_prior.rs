@@ -53,11 +53,7 @@ impl DcPrior {
     /// Class `class`'s prior for a model: the one stored with it, or — for a model saved before
     /// priors were stored — computed from its training folder (`meta.data`) at `size`².
     pub fn of_model(meta: &SdasMeta, class: usize, size: u32) -> anyhow::Result<DcPrior> {
-        if let Some(p) = meta
-            .dc_prior
-            .as_ref()
-            .and_then(|v| v.get(class).copied().flatten())
-        {
+        if let Some(p) = meta.dc_prior.get(class).copied().flatten() {
             return Ok(p);
         }
         let gone = |why: String| -> anyhow::Error {

@@ -50,8 +50,8 @@ pub struct SdasMeta {
     pub init: Option<PathBuf>,
     /// Each class's mean colour (`sdas::dc_prior`), by class id; models saved before it have none
     /// (the sampler then reads the class's training folder, `data`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dc_prior: Option<Vec<Option<DcPrior>>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dc_prior: Vec<Option<DcPrior>>,
 }
 
 pub struct SdasTrainSummary {
@@ -444,7 +444,7 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
         seed: cfg.train.seed,
         device: crate::device::describe(opts.device),
         init: opts.init.clone(),
-        dc_prior: Some(dc_prior),
+        dc_prior,
     };
     bundle::write_atomic(
         &out.join(bundle::META),
