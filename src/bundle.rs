@@ -26,6 +26,10 @@ pub struct Meta {
     pub mean: [f64; 3],
     pub std: [f64; 3],
     pub score_pool: i64,
+    /// With `model.score_pool_choices`: each window's best validation image AUROC, of which
+    /// `score_pool` was chosen (absent otherwise and in older models).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub score_pool_candidates: Vec<PoolCandidate>,
     pub category: String,
     pub data: PathBuf,
     pub seed: u64,
@@ -63,6 +67,15 @@ pub struct CalibrationRecord {
     /// That run's image-score weight (absent in records written before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_image_weight: Option<f64>,
+}
+
+/// One image-score pool window as validation (or calibration) saw it: its best image AUROC and
+/// the image weight that reached it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PoolCandidate {
+    pub pool: i64,
+    pub weight: f64,
+    pub image_auroc: f64,
 }
 
 /// The patch memory's fusion weight, chosen on held-out normal images and synthetic anomalies

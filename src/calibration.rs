@@ -4,7 +4,8 @@
 //! (real defects), which also show what synthetic anomalies cannot: the kinds of defect one part
 //! of the map is blind to.
 use crate::bundle::{
-    self, CalibrationRecord, FusionBalance, ScoreStats, Threshold, WeightCandidate, WeightChoice,
+    self, CalibrationRecord, FusionBalance, PoolCandidate, ScoreStats, Threshold, WeightCandidate,
+    WeightChoice,
 };
 use crate::error::UserError;
 use crate::infer::Detector;
@@ -43,22 +44,39 @@ pub struct Plan<'a> {
     pub weights: &'a [f64],
     /// The memory's configuration; its `weight` is the prior that breaks ties.
     pub memory: &'a MemoryConfig,
+    /// The image score's pool window: the one the map's weight is judged with, and the prior
+    /// among `pools`.
     pub score_pool: i64,
+    /// Windows the image score may be pooled with instead (empty: `score_pool` only).
+    pub pools: &'a [i64],
     /// A balance to keep (`None`: measure it on the normal items).
     pub keep_balance: Option<Balance>,
     pub source: Source<'a>,
 }
 
+/// What `fit` chose.
+pub struct Fitted {
+    pub threshold: Threshold,
+    /// With a patch memory: the fusion weights and their candidates (also set in the network).
+    pub choice: Option<WeightChoice>,
+    /// The image score's pool window.
+    pub score_pool: i64,
+    /// Each candidate window's best image AUROC (empty when there was no choice).
+    pub pool_candidates: Vec<PoolCandidate>,
+}
+
 /// Scores `items` with `net` (`features` = the frozen backbone's pass); with a patch memory, first
 /// the fusion's balance and the weight: each candidate is scored by image and pixel AUROC and
-/// `memory::choose_weight` picks one; the choice is set in `net`. Then the image threshold is the
-/// F1-optimal one between normal and anomalous items, the pixel threshold likewise over the masks.
+/// `memory::choose_weight` picks one; the choice is set in `net`. The image score's weight and
+/// pool window are chosen together by image AUROC (`choose_image_score`). Then the image
+/// threshold is the F1-optimal one between normal and anomalous items, the pixel threshold
+/// likewise over the masks.
 pub fn fit(
     net: &mut RealNet,
     features: &dyn Fn(&[&RgbImage]) -> Vec<Tensor>,
     items: &[Item],
     plan: &Plan,
-) -> (Threshold, Option<WeightChoice>) {
+) -> Fitted {
     let (mcfg, source) = (plan.memory, &plan.source);
     let sampled = |t: &Tensor| host_f64(&t.flatten(0, -1).slice(0, 0, None, PIXEL_STEP));
     let images = |chunk: &[&Item]| {
@@ -85,17 +103,22 @@ pub fn fit(
             Balance::of_normal(&p, &q)
         }
     };
-    // Image scores per candidate weight; the two parts of the sampled pixels, fused per
-    // candidate afterwards.
-    let mut scores = vec![Vec::new(); weights.len()];
+    // The prior window first: the map's weight is judged with it.
+    let mut pools = vec![plan.score_pool];
+    pools.extend(plan.pools.iter().filter(|&&k| k != plan.score_pool));
+    // Image scores per window and candidate weight; the two parts of the sampled pixels, fused
+    // per candidate afterwards.
+    let mut scores = vec![vec![Vec::new(); weights.len()]; pools.len()];
     let mut labels = Vec::new();
     let (mut pix_p, mut pix_q, mut pix_labels) = (Vec::new(), Vec::new(), Vec::new());
     let all: Vec<&Item> = items.iter().collect();
     for chunk in all.chunks(CHUNK) {
         let (p, q) = net.component_maps(&images(chunk));
-        for (s, &w) in scores.iter_mut().zip(&weights) {
+        for (k, &w) in weights.iter().enumerate() {
             let fused = memory::fuse_if(&p, q.as_ref(), w, &balance);
-            s.extend(host_f64(&realnet::image_scores(&fused, plan.score_pool)));
+            for (per_pool, &pool) in scores.iter_mut().zip(&pools) {
+                per_pool[k].extend(host_f64(&realnet::image_scores(&fused, pool)));
+            }
         }
         let pixels = (p.size()[1] * p.size()[2]) as usize;
         for (i, item) in chunk.iter().enumerate() {
@@ -119,7 +142,7 @@ pub fn fit(
     let pix_q = (!pix_q.is_empty()).then(|| Tensor::from_slice(&pix_q));
     let evals: Vec<_> = weights
         .iter()
-        .zip(&scores)
+        .zip(&scores[0])
         .map(|(&w, s)| {
             let pix = host_f64(&memory::fuse_if(&pix_p, pix_q.as_ref(), w, &balance));
             (
@@ -142,7 +165,45 @@ pub fn fit(
         .map(|c| (c.weight, c.image_auroc, c.pixel_auroc))
         .collect();
     let k = memory::choose_weight(&triples, mcfg.weight).unwrap_or(0);
-    let k_img = memory::choose_image_weight(&triples, mcfg.weight).unwrap_or(k);
+    // Every (window, weight) pair's image ranking; the prior window's are `evals`.
+    let image_evals: Vec<Vec<_>> = scores
+        .iter()
+        .enumerate()
+        .map(|(j, per_pool)| {
+            per_pool
+                .iter()
+                .zip(&evals)
+                .map(|(s, e)| match j {
+                    0 => e.0,
+                    _ => realnet_metrics::ranking_metrics(s, &labels),
+                })
+                .collect()
+        })
+        .collect();
+    let pairs: Vec<(i64, f64, f64)> = pools
+        .iter()
+        .zip(&image_evals)
+        .flat_map(|(&pool, per_pool)| {
+            weights
+                .iter()
+                .zip(per_pool)
+                .map(move |(&w, e)| (pool, w, e.auroc.unwrap_or(0.5)))
+        })
+        .collect();
+    let chosen = choose_image_score(&pairs, plan.score_pool, mcfg.weight).unwrap_or(k);
+    let (j_pool, k_img) = (chosen / weights.len(), chosen % weights.len());
+    // Each window's own choice, for the record.
+    let pool_candidates: Vec<PoolCandidate> = pairs
+        .chunks(weights.len())
+        .filter(|_| pools.len() > 1)
+        .filter_map(|c| {
+            choose_image_score(c, plan.score_pool, mcfg.weight).map(|i| PoolCandidate {
+                pool: c[i].0,
+                weight: c[i].1,
+                image_auroc: c[i].2,
+            })
+        })
+        .collect();
     let choice = net.memory_mut().map(|m| {
         m.set_fusion(weights[k], weights[k_img], balance);
         WeightChoice {
@@ -170,9 +231,10 @@ pub fn fit(
             }),
         }
     });
-    // The image threshold belongs to the image score's weight, the pixel threshold to the map's.
-    let (img, pix) = (&evals[k_img].0, &evals[k].1);
-    let scores = &scores[k_img];
+    // The image threshold belongs to the image score's weight and window, the pixel threshold to
+    // the map's weight.
+    let (img, pix) = (&image_evals[j_pool][k_img], &evals[k].1);
+    let scores = &scores[j_pool][k_img];
     let pick = |anomalous: bool| -> Vec<f64> {
         scores
             .iter()
@@ -196,7 +258,36 @@ pub fn fit(
         val_synthetic: ScoreStats::of(&anomalous),
         val_auroc: img.auroc,
     };
-    (threshold, choice)
+    Fitted {
+        threshold,
+        choice,
+        score_pool: pools[j_pool],
+        pool_candidates,
+    }
+}
+
+/// Index of the best (pool window, weight, image AUROC) candidate by image AUROC; among those
+/// within [`memory::WEIGHT_TIE`] of the best, the window closest to `prior_pool` (by ratio), then
+/// the weight closest to `prior_weight`. With one window this is `memory::choose_image_weight`.
+pub fn choose_image_score(
+    candidates: &[(i64, f64, f64)],
+    prior_pool: i64,
+    prior_weight: f64,
+) -> Option<usize> {
+    let best = candidates
+        .iter()
+        .map(|c| c.2)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let distance = |c: &(i64, f64, f64)| {
+        let pool = (c.0 as f64 / prior_pool as f64).ln().abs();
+        (pool, (c.1 - prior_weight).abs())
+    };
+    (0..candidates.len())
+        .filter(|&i| candidates[i].2 >= best - memory::WEIGHT_TIE)
+        .min_by(|&a, &b| {
+            let (da, db) = (distance(&candidates[a]), distance(&candidates[b]));
+            da.0.total_cmp(&db.0).then(da.1.total_cmp(&db.1))
+        })
 }
 
 /// A float tensor's values on the host as f64.
@@ -325,4 +416,40 @@ fn write_run(run: &Path, out: &Path, det: &Detector) -> anyhow::Result<()> {
     )
     .with_context(|| format!("writing {}", out.join(bundle::META).display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_score_choice_prefers_merit_then_the_prior_window_then_the_prior_weight() {
+        // One window: the same choice as the weight alone.
+        let one = [(16, 0.0, 0.9935), (16, 0.5, 0.993), (16, 1.0, 0.9)];
+        let triples: Vec<_> = one.iter().map(|c| (c.1, c.2, 0.0)).collect();
+        assert_eq!(
+            choose_image_score(&one, 16, 0.5),
+            memory::choose_image_weight(&triples, 0.5)
+        );
+        assert_eq!(choose_image_score(&one, 16, 0.5), Some(1));
+        // A clearly better window wins, with its own best weight.
+        let c = [
+            (16, 0.0, 0.96),
+            (16, 0.5, 0.95),
+            (256, 0.0, 0.97),
+            (256, 0.5, 0.99),
+        ];
+        assert_eq!(choose_image_score(&c, 16, 0.0), Some(3));
+        // Within the tie band the window nearest the prior window, then the weight nearest its
+        // prior.
+        let c = [
+            (64, 0.5, 0.9900),
+            (16, 0.0, 0.9895),
+            (16, 0.5, 0.9899),
+            (256, 0.5, 0.9901),
+        ];
+        assert_eq!(choose_image_score(&c, 16, 0.5), Some(2));
+        assert_eq!(choose_image_score(&c, 256, 0.5), Some(3));
+        assert_eq!(choose_image_score(&[], 16, 0.5), None);
+    }
 }

@@ -44,6 +44,10 @@ pub struct ModelConfig {
     pub rrs: RrsConfig,
     /// Image score = max of the anomaly map mean-pooled with this window (official 16).
     pub score_pool: i64,
+    /// Windows validation may choose the image score's pool from instead (with `score_pool` the
+    /// prior among ties); empty = always `score_pool`. Configs saved before the key load as empty.
+    #[serde(default)]
+    pub score_pool_choices: Vec<i64>,
     /// Patch memory fused into the map (beyond the paper; off in `paper`). Configs saved before
     /// the key load as off.
     #[serde(default)]
@@ -169,6 +173,7 @@ impl Config {
                     hidden: 128,
                 },
                 score_pool: 16,
+                score_pool_choices: Vec::new(),
                 memory: MemoryConfig::default(),
             },
             train: TrainConfig {
@@ -294,6 +299,16 @@ impl Config {
             return bad(format!(
                 "model.score_pool = {} must be in 1..={}",
                 m.score_pool, m.image_size
+            ));
+        }
+        if let Some(k) = m
+            .score_pool_choices
+            .iter()
+            .find(|&&k| k < 1 || k > m.image_size)
+        {
+            return bad(format!(
+                "model.score_pool_choices holds {k}: every window must be in 1..={}",
+                m.image_size
             ));
         }
         // Every block's attention (those at model.attention_mult, and the middle one) must split
@@ -661,6 +676,33 @@ mod tests {
         assert!(!old.contains("auto_weight"), "{old}");
         let back: Config = toml::from_str(&old).unwrap();
         assert!(back.model.memory.enabled && !back.model.memory.auto_weight);
+    }
+
+    /// The image score's candidate windows: none in `paper` (the spec's 16) and in configs saved
+    /// before the key; set from `--set`, range-checked.
+    #[test]
+    fn score_pool_choices_are_optional_and_checked() {
+        assert!(Config::paper().model.score_pool_choices.is_empty());
+        let old = Config::paper()
+            .to_toml()
+            .replace("score_pool_choices = []\n", "");
+        assert!(!old.contains("score_pool_choices"), "{old}");
+        let back: Config = toml::from_str(&old).unwrap();
+        assert!(back.model.score_pool_choices.is_empty());
+        let c = Config::resolve(
+            "lite",
+            None,
+            &["model.score_pool_choices=[16,64,256]".into()],
+        )
+        .unwrap();
+        assert_eq!(c.model.score_pool_choices, vec![16, 64, 256]);
+        let again: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(again.model.score_pool_choices, vec![16, 64, 256]);
+        for bad in ["[16,0]", "[16,257]"] {
+            let e = Config::resolve("lite", None, &[format!("model.score_pool_choices={bad}")])
+                .unwrap_err();
+            assert!(e.to_string().contains("model.score_pool_choices"), "{e}");
+        }
     }
 
     #[test]

@@ -107,14 +107,17 @@ impl Detector {
         let plan = calibration::Plan {
             weights: &memory::weight_grid(),
             memory: &config.model.memory,
-            score_pool: meta.score_pool,
+            score_pool: config.model.score_pool,
+            pools: &config.model.score_pool_choices,
             keep_balance: keep,
             source,
         };
-        let (threshold, choice) = calibration::fit(net, &features, items, &plan);
-        meta.threshold = threshold;
-        if choice.is_some() {
-            meta.memory_weight = choice;
+        let fitted = calibration::fit(net, &features, items, &plan);
+        meta.threshold = fitted.threshold;
+        meta.score_pool = fitted.score_pool;
+        meta.score_pool_candidates = fitted.pool_candidates;
+        if fitted.choice.is_some() {
+            meta.memory_weight = fitted.choice;
         }
     }
 

@@ -2,7 +2,7 @@
 //! then reconstruction + segmentation training on synthetic anomalies, resumable checkpoints, and
 //! honest thresholds from held-out normal images and synthetic anomalies on them.
 use crate::batch;
-use crate::bundle::{self, Meta, Threshold, WeightChoice};
+use crate::bundle::{self, Meta};
 use crate::calibration::{self, Item};
 use crate::config::Config;
 use crate::error::UserError;
@@ -255,7 +255,14 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         );
         net.set_memory(m);
     }
-    let (threshold, memory_weight) = validate(&ctx, &mut net, &val)?;
+    let fitted = validate(&ctx, &mut net, &val)?;
+    let (threshold, memory_weight) = (fitted.threshold, fitted.choice);
+    if fitted.score_pool != cfg.model.score_pool {
+        tracing::info!(
+            "image score: max of the {0}×{0} mean-pooled map (chosen on validation)",
+            fitted.score_pool
+        );
+    }
     if let Some(c) = &memory_weight {
         tracing::info!(
             "patch memory fusion weight {} (image score {})",
@@ -276,7 +283,8 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         image_size: cfg.model.image_size,
         mean,
         std,
-        score_pool: cfg.model.score_pool,
+        score_pool: fitted.score_pool,
+        score_pool_candidates: fitted.pool_candidates,
         category: cat.name.clone(),
         data: std::fs::canonicalize(&opts.data).unwrap_or(opts.data.clone()),
         seed: cfg.train.seed,
@@ -569,7 +577,7 @@ fn validate(
     ctx: &Ctx,
     net: &mut RealNet,
     val: &[TrainImage],
-) -> anyhow::Result<(Threshold, Option<WeightChoice>)> {
+) -> anyhow::Result<calibration::Fitted> {
     let cfg = ctx.cfg;
     let per = cfg.train.val_anomalies_per_image.max(1);
     let seed = cfg.train.seed ^ SALT_VAL_SYNTH;
@@ -610,6 +618,7 @@ fn validate(
         weights: &weights,
         memory: mcfg,
         score_pool: cfg.model.score_pool,
+        pools: &cfg.model.score_pool_choices,
         keep_balance: None,
         source: calibration::Source {
             normals: "held-out normal images",

@@ -451,9 +451,32 @@ fn train_with_the_self_source() {
     ok(&train(
         &data,
         &out,
-        &["--source", "self", "--set", "train.steps=2"],
+        &[
+            "--source",
+            "self",
+            "--set",
+            "train.steps=2",
+            "--set",
+            "model.score_pool_choices=[4,16,128]",
+        ],
     ));
     assert!(out.join("model.safetensors").exists());
+    // The image score's window is chosen on validation from the candidates, each recorded with
+    // its best validation image AUROC; the chosen one is among the best (0.001 tie band).
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).unwrap()).unwrap();
+    let cands = meta["score_pool_candidates"].as_array().unwrap();
+    let pools: Vec<i64> = cands.iter().map(|c| c["pool"].as_i64().unwrap()).collect();
+    assert_eq!(pools, [16, 4, 128], "the prior window first");
+    let auroc = |c: &serde_json::Value| c["image_auroc"].as_f64().unwrap();
+    let best = cands.iter().map(auroc).fold(0.0, f64::max);
+    let pool = meta["score_pool"].as_i64().unwrap();
+    let chosen = cands.iter().find(|c| c["pool"] == pool).unwrap();
+    assert!(auroc(chosen) >= best - 0.001, "{meta}");
+    assert_eq!(
+        chosen["weight"], meta["memory_weight"]["image_chosen"],
+        "{meta}"
+    );
 }
 
 /// `--precision bf16` trains with mixed precision: saved in the config (a resume must ask for it
