@@ -496,6 +496,22 @@ pub fn load_validated<T: Validated>(path: &Path) -> Result<T, UserError> {
     Ok(c)
 }
 
+/// The configuration a run folder was started with, for `--resume` to compare against: `None`
+/// when the folder has none yet; a file that cannot be read or parsed is an error (resuming
+/// without the comparison could silently continue another run).
+pub fn saved_for_resume<T: Validated>(out: &Path) -> Result<Option<T>, UserError> {
+    let path = out.join(crate::bundle::CONFIG);
+    if !path.exists() {
+        return Ok(None);
+    }
+    load_validated(&path).map(Some).map_err(|e| {
+        UserError::BadModel(format!(
+            "{e}; --resume needs the configuration the run was started with (restore the file, \
+             or train into a new folder)"
+        ))
+    })
+}
+
 fn merge(base: &mut toml::Value, over: toml::Value) {
     match (base, over) {
         (toml::Value::Table(b), toml::Value::Table(o)) => {

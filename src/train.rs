@@ -313,7 +313,7 @@ fn prepare_out(opts: &TrainOptions) -> anyhow::Result<()> {
     let out = &opts.out;
     bundle::open_run_dir(out, opts.resume)?;
     if opts.resume {
-        if let Ok(saved) = Config::load(&out.join(bundle::CONFIG)) {
+        if let Some(saved) = crate::config::saved_for_resume::<Config>(out)? {
             // A resumed run must continue the run that was started: another seed would change its
             // later batches, its validation split and its bank without a word.
             let diff = crate::config::resume_differences(&saved, &opts.config);

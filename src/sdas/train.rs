@@ -234,7 +234,7 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
     let mut cfg = opts.config.clone();
     cfg.model.num_classes = categories.len() as i64;
     if opts.resume {
-        if let Ok(saved) = SdasConfig::load(&out.join(bundle::CONFIG)) {
+        if let Some(saved) = crate::config::saved_for_resume::<SdasConfig>(out)? {
             use crate::config::{differences, RESUME_FREE};
             let mut diff = differences("model", &saved.model, &cfg.model, &RESUME_FREE);
             diff.extend(differences(
