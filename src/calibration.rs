@@ -192,16 +192,18 @@ pub fn fit(
         .collect();
     let chosen = choose_image_score(&pairs, plan.score_pool, mcfg.weight).unwrap_or(k);
     let (j_pool, k_img) = (chosen / weights.len(), chosen % weights.len());
-    // Each window's own choice, for the record.
+    // Each window's highest image AUROC and the weight reaching it, for the record.
     let pool_candidates: Vec<PoolCandidate> = pairs
         .chunks(weights.len())
         .filter(|_| pools.len() > 1)
         .filter_map(|c| {
-            choose_image_score(c, plan.score_pool, mcfg.weight).map(|i| PoolCandidate {
-                pool: c[i].0,
-                weight: c[i].1,
-                image_auroc: c[i].2,
-            })
+            c.iter()
+                .max_by(|a, b| a.2.total_cmp(&b.2))
+                .map(|&(pool, weight, image_auroc)| PoolCandidate {
+                    pool,
+                    weight,
+                    image_auroc,
+                })
         })
         .collect();
     let choice = net.memory_mut().map(|m| {
