@@ -96,7 +96,7 @@ pub struct PatchMemory {
     bank: Tensor,
     scale: f64,
     weight: f64,
-    /// The weight of the map the image score is taken from (see [`choose_image_weight`]).
+    /// The weight of the map the image score is taken from (see `calibration::choose_image_score`).
     image_weight: f64,
     balance: Balance,
     blur_sigma: f64,
@@ -320,14 +320,6 @@ pub const WEIGHT_TIE: f64 = 0.001;
 /// anomalies keeps the prior. The map's weight.
 pub fn choose_weight(candidates: &[(f64, f64, f64)], prior: f64) -> Option<usize> {
     choose_by(candidates, prior, |c| (c.1 + c.2) / 2.0)
-}
-
-/// The same choice by image AUROC alone: the weight of the map the image score is taken from.
-/// The image decision and the outline can prefer different shares — on Magnetic Tile's
-/// validation data image AUROC is best with little of RealNet (w 0–0.2), pixel AUROC with much
-/// (0.6–0.8) — and one weight for both gave away the image decision for the outline.
-pub fn choose_image_weight(candidates: &[(f64, f64, f64)], prior: f64) -> Option<usize> {
-    choose_by(candidates, prior, |c| c.1)
 }
 
 fn choose_by(
@@ -730,9 +722,13 @@ mod tests {
             (1.0, 0.954, 0.923),
         ];
         assert_eq!(choose_weight(&c, 0.5), Some(1));
-        assert_eq!(choose_image_weight(&c, 0.5), Some(0));
+        let image = |c: &[(f64, f64, f64)]| {
+            let one_window: Vec<_> = c.iter().map(|&(w, img, _)| (16, w, img)).collect();
+            crate::calibration::choose_image_score(&one_window, 16, 0.5)
+        };
+        assert_eq!(image(&c), Some(0));
         let c = [(0.0, 0.9935, 0.8), (0.5, 0.993, 0.9), (1.0, 0.9, 0.95)];
-        assert_eq!(choose_image_weight(&c, 0.5), Some(1));
+        assert_eq!(image(&c), Some(1));
         // Without a memory the map is RealNet's whatever the weight.
         let p = Tensor::from_slice(&[0.2f32, 0.7]);
         let b = Balance::IDENTITY;
