@@ -165,18 +165,13 @@ pub fn fit(
         .map(|c| (c.weight, c.image_auroc, c.pixel_auroc))
         .collect();
     let k = memory::choose_weight(&triples, mcfg.weight).unwrap_or(0);
-    // Every (window, weight) pair's image ranking; the prior window's are `evals`.
+    // Every (window, weight) pair's image ranking.
     let image_evals: Vec<Vec<_>> = scores
         .iter()
-        .enumerate()
-        .map(|(j, per_pool)| {
+        .map(|per_pool| {
             per_pool
                 .iter()
-                .zip(&evals)
-                .map(|(s, e)| match j {
-                    0 => e.0,
-                    _ => realnet_metrics::ranking_metrics(s, &labels),
-                })
+                .map(|s| realnet_metrics::ranking_metrics(s, &labels))
                 .collect()
         })
         .collect();
@@ -193,19 +188,19 @@ pub fn fit(
     let chosen = choose_image_score(&pairs, plan.score_pool, mcfg.weight).unwrap_or(k);
     let (j_pool, k_img) = (chosen / weights.len(), chosen % weights.len());
     // Each window's highest image AUROC and the weight reaching it, for the record.
-    let pool_candidates: Vec<PoolCandidate> = pairs
-        .chunks(weights.len())
-        .filter(|_| pools.len() > 1)
-        .filter_map(|c| {
-            c.iter()
-                .max_by(|a, b| a.2.total_cmp(&b.2))
-                .map(|&(pool, weight, image_auroc)| PoolCandidate {
-                    pool,
-                    weight,
-                    image_auroc,
-                })
-        })
-        .collect();
+    let pool_candidates: Vec<PoolCandidate> = if pools.len() > 1 {
+        pairs
+            .chunks(weights.len())
+            .filter_map(|c| c.iter().max_by(|a, b| a.2.total_cmp(&b.2)))
+            .map(|&(pool, weight, image_auroc)| PoolCandidate {
+                pool,
+                weight,
+                image_auroc,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let choice = net.memory_mut().map(|m| {
         m.set_fusion(weights[k], weights[k_img], balance);
         WeightChoice {
