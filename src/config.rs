@@ -79,6 +79,10 @@ pub struct TrainConfig {
     /// region (beyond the paper; official 0).
     #[serde(default)]
     pub stroke_prob: f64,
+    /// Share of the synthetic anomalies drawn as a large soft brightness/texture change of the
+    /// image itself instead of a blended source (uneven surfaces; beyond the paper; official 0).
+    #[serde(default)]
+    pub shade_prob: f64,
     /// AFS: batches of synthetic anomalies scored before training (official `init_bsn` 64).
     pub afs_batches: usize,
     /// Fraction of the normal training images held out for the threshold and score normalisation.
@@ -187,6 +191,7 @@ impl Config {
                 normal_prob: 0.5,
                 redraw_empty: false,
                 stroke_prob: 0.0,
+                shade_prob: 0.0,
                 afs_batches: 64,
                 val_fraction: 0.1,
                 val_anomalies_per_image: 4,
@@ -351,9 +356,10 @@ impl Config {
         if t.steps == 0 && t.epochs == 0 {
             return bad("train.steps or train.epochs must be > 0".into());
         }
-        let (n, sp, v) = (t.normal_prob, t.stroke_prob, t.val_fraction);
+        let (n, sp, sh, v) = (t.normal_prob, t.stroke_prob, t.shade_prob, t.val_fraction);
         range_check("train.normal_prob", n, (0.0..1.0).contains(&n), "[0, 1)").or_else(bad)?;
         range_check("train.stroke_prob", sp, (0.0..=1.0).contains(&sp), "[0, 1]").or_else(bad)?;
+        range_check("train.shade_prob", sh, (0.0..=1.0).contains(&sh), "[0, 1]").or_else(bad)?;
         range_check("train.val_fraction", v, (0.0..0.9).contains(&v), "[0, 0.9)").or_else(bad)?;
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return bad(format!("train.lr = {} must be positive", t.lr));
@@ -748,6 +754,16 @@ mod tests {
         assert!(!old.contains("stroke_prob"));
         assert_eq!(
             toml::from_str::<Config>(&old).unwrap().train.stroke_prob,
+            0.0
+        );
+        let c = Config::resolve("lite", None, &["train.shade_prob=0.3".into()]).unwrap();
+        assert_eq!(c.train.shade_prob, 0.3);
+        let e = Config::resolve("lite", None, &["train.shade_prob=-1".into()]).unwrap_err();
+        assert!(e.to_string().contains("train.shade_prob"), "{e}");
+        let old = c.to_toml().replace("shade_prob = 0.3\n", "");
+        assert!(!old.contains("shade_prob"));
+        assert_eq!(
+            toml::from_str::<Config>(&old).unwrap().train.shade_prob,
             0.0
         );
         // lite validates on the category's own images; a config saved before the key validated

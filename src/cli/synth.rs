@@ -38,6 +38,10 @@ pub struct SynthArgs {
     /// (0–1; beyond the paper, whose masks are blobs).
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     pub strokes: f64,
+    /// Share of the anomalies drawn as large soft brightness/texture changes of the image itself
+    /// (uneven surfaces; 0–1; beyond the paper). Their kind is `shade` in index.jsonl.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub shading: f64,
 }
 
 fn parse_source(s: &str) -> Result<SourceSpec, String> {
@@ -55,6 +59,7 @@ pub fn run(args: SynthArgs, _g: &super::Global) -> anyhow::Result<i32> {
         foreground: args.foreground,
         preview: args.preview,
         stroke_prob: args.strokes,
+        shade_prob: args.shading,
         ..SynthJob::new(args.data, args.out, args.count)
     };
     let bar = progress_bar(job.count as u64);

@@ -31,6 +31,8 @@ pub struct SynthJob {
     pub size: u32,
     /// Share of scratch/crack strokes among the masks (0 = Perlin only, official).
     pub stroke_prob: f64,
+    /// Share of large soft brightness/texture changes among the anomalies (0 = official).
+    pub shade_prob: f64,
 }
 
 impl SynthJob {
@@ -45,6 +47,7 @@ impl SynthJob {
             preview: None,
             size: 256,
             stroke_prob: 0.0,
+            shade_prob: 0.0,
         }
     }
 }
@@ -281,6 +284,10 @@ pub fn run_job(job: &SynthJob, progress: &(dyn Fn() + Sync)) -> Result<SynthRepo
             redraw_empty: true,
             strokes: crate::StrokeParams {
                 prob: job.stroke_prob,
+                ..Default::default()
+            },
+            shade: crate::ShadeParams {
+                prob: job.shade_prob,
                 ..Default::default()
             },
             ..SynthConfig::default()

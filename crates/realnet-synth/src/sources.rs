@@ -93,6 +93,8 @@ pub enum Kind {
     /// A part of another normal training image of the category (`self`).
     Own,
     Procedural,
+    /// A soft brightness/texture change of the image itself (`SynthConfig::shade`).
+    Shade,
 }
 
 const IMAGE_EXTS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"];

@@ -5,6 +5,7 @@ use crate::blend::blend;
 use crate::foreground::{foreground_mask, ForegroundRule};
 use crate::perlin::{perlin_mask, PerlinParams};
 use crate::rng::sample_rng;
+use crate::shading::{shade, shade_mask, ShadeParams};
 use crate::sources::{ImageSet, Kind, Source, SourceSpec};
 use crate::strokes::{stroke_mask, StrokeParams};
 use crate::SynthError;
@@ -40,6 +41,9 @@ pub struct SynthConfig {
     pub perlin: PerlinParams,
     /// Scratch/crack-like masks in place of the Perlin region for a share of the anomalies.
     pub strokes: StrokeParams,
+    /// Large soft brightness/texture changes in place of a blended source for a share of the
+    /// anomalies.
+    pub shade: ShadeParams,
     /// β range per source kind; `None` = official (SIA 0.5–1, textures/procedural 0.2–1).
     pub sia_beta: Option<(f64, f64)>,
     pub texture_beta: Option<(f64, f64)>,
@@ -57,6 +61,7 @@ impl Default for SynthConfig {
             redraw_empty: false,
             perlin: PerlinParams::default(),
             strokes: StrokeParams::default(),
+            shade: ShadeParams::default(),
             sia_beta: None,
             texture_beta: None,
         }
@@ -131,6 +136,7 @@ impl Synthesizer {
         }
         config.perlin.validate().map_err(SynthError::Config)?;
         config.strokes.validate().map_err(SynthError::Config)?;
+        config.shade.validate().map_err(SynthError::Config)?;
         let mut sources = Vec::new();
         for ws in &config.sources {
             if !(ws.weight.is_finite() && ws.weight > 0.0) {
@@ -226,12 +232,17 @@ impl Synthesizer {
         let fg = foreground.as_raw();
         let mut attempts = 0;
         let mut foreground_ignored = !fg_ok;
+        // No draw at all when shading is off, so the official stream is unchanged.
+        let shaded = self.config.shade.prob > 0.0 && rng.gen::<f64>() < self.config.shade.prob;
         let (mask, strokes) = loop {
             attempts += 1;
             // No draw at all when strokes are off, so the official stream is unchanged.
-            let strokes =
-                self.config.strokes.prob > 0.0 && rng.gen::<f64>() < self.config.strokes.prob;
-            let mut m = if strokes {
+            let strokes = !shaded
+                && self.config.strokes.prob > 0.0
+                && rng.gen::<f64>() < self.config.strokes.prob;
+            let mut m = if shaded {
+                shade_mask(rng, w, h, &self.config.shade)
+            } else if strokes {
                 stroke_mask(rng, w, h, &self.config.strokes)
             } else {
                 perlin_mask(rng, w, h, &self.config.perlin)
@@ -253,6 +264,20 @@ impl Synthesizer {
                 foreground_ignored = true;
             }
         };
+        if shaded {
+            let (image, label) = shade(rng, base, &mask, &self.config.shade);
+            return SynthSample {
+                image,
+                mask: label,
+                kind: Kind::Shade,
+                beta: 1.0,
+                source_file: None,
+                ops: Vec::new(),
+                attempts,
+                foreground_ignored,
+                strokes: false,
+            };
+        }
         let drawn = source.draw(rng, w, h);
         let beta = rng.gen_range(beta_range.0..beta_range.1);
         // A grayscale product gets grayscale anomalies (see `gray_rgb`); colour images as before.
@@ -353,6 +378,52 @@ mod tests {
             }
             assert!((0.2..1.0).contains(&x.beta));
         }
+    }
+
+    #[test]
+    fn shading_replaces_the_blend_in_its_share_and_changes_only_its_label() {
+        let b = RgbImage::from_fn(256, 256, |x, y| image::Rgb([x as u8, y as u8, 90]));
+        // Foreground: the left half only.
+        let fg = GrayImage::from_fn(256, 256, |x, _| {
+            image::Luma([if x < 128 { 255 } else { 0 }])
+        });
+        let cfg = SynthConfig {
+            shade: ShadeParams {
+                prob: 0.5,
+                ..ShadeParams::default()
+            },
+            redraw_empty: true,
+            ..SynthConfig::default()
+        };
+        let s = Synthesizer::new(cfg).unwrap();
+        let mut shaded = 0;
+        for i in 0..60 {
+            let x = s.anomalous(&b, &fg, 11, i);
+            if x.kind != Kind::Shade {
+                continue;
+            }
+            shaded += 1;
+            for (q, (o, bb)) in x.image.pixels().zip(b.pixels()).enumerate() {
+                let l = x.mask.as_raw()[q];
+                assert!(o == bb || l != 0, "sample {i}: changed outside its label");
+                assert!(
+                    l == 0 || q % 256 < 128,
+                    "sample {i}: label outside the foreground"
+                );
+            }
+        }
+        assert!(
+            (15..=45).contains(&shaded),
+            "{shaded} of 60 shaded at prob 0.5"
+        );
+        let bad = SynthConfig {
+            shade: ShadeParams {
+                gain: (0.5, 0.1),
+                ..ShadeParams::default()
+            },
+            ..SynthConfig::default()
+        };
+        assert!(Synthesizer::new(bad).is_err());
     }
 
     #[test]

@@ -80,6 +80,39 @@ fn stroke_masks_are_thin_inside_the_foreground_and_indexed() {
 }
 
 #[test]
+fn shaded_samples_change_only_their_labelled_foreground_and_are_indexed() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("s");
+    let j = SynthJob {
+        shade_prob: 1.0,
+        ..job(&out, 3)
+    };
+    run_with_threads(&j, 1);
+    let rule = rule_for("mvtec_ad", "bottle");
+    let index = std::fs::read_to_string(out.join("index.jsonl")).unwrap();
+    assert_eq!(index.matches("\"kind\":\"shade\"").count(), 3, "{index}");
+    for (i, l) in read_index(&out, 3) {
+        assert!(l.source_file.is_none() && !l.strokes, "index {i}");
+        assert!(l.mask_fraction > 0.0, "index {i}");
+        let mask = image::open(out.join(&l.mask)).unwrap().to_luma8();
+        let img = image::open(out.join(&l.image)).unwrap().to_rgb8();
+        let base = realnet_data::load_rgb(&l.base, Some((256, 256))).unwrap();
+        let fg = foreground_mask(&rule, &base);
+        for ((&m, &f), (o, b)) in mask
+            .iter()
+            .zip(fg.iter())
+            .zip(img.pixels().zip(base.pixels()))
+        {
+            assert!(
+                m == 0 || f == 255,
+                "index {i}: label outside the foreground"
+            );
+            assert!(m != 0 || o == b, "index {i}: changed outside the label");
+        }
+    }
+}
+
+#[test]
 fn bottle_outputs_are_consistent_and_thread_independent() {
     let t = tempfile::tempdir().unwrap();
     let (a, b) = (t.path().join("a"), t.path().join("b"));
