@@ -83,6 +83,10 @@ pub struct TrainConfig {
     /// image itself instead of a blended source (uneven surfaces; beyond the paper; official 0).
     #[serde(default)]
     pub shade_prob: f64,
+    /// Range of |ln gain| of a shaded region's brightness (a product's uneven areas differ from
+    /// their surroundings by this much; `docs/synthesis.md`).
+    #[serde(default = "default_shade_gain")]
+    pub shade_gain: (f64, f64),
     /// AFS: batches of synthetic anomalies scored before training (official `init_bsn` 64).
     pub afs_batches: usize,
     /// Fraction of the normal training images held out for the threshold and score normalisation.
@@ -110,10 +114,23 @@ pub struct TrainConfig {
     pub foreground: String,
 }
 
+fn default_shade_gain() -> (f64, f64) {
+    realnet_synth::ShadeParams::default().gain
+}
+
 impl TrainConfig {
     /// `precision` parsed.
     pub fn precision(&self) -> Result<crate::precision::Precision, String> {
         train_precision(&self.precision)
+    }
+
+    /// The shading anomalies' settings (`shade_prob`, `shade_gain`; the rest as built in).
+    pub fn shade_params(&self) -> realnet_synth::ShadeParams {
+        realnet_synth::ShadeParams {
+            prob: self.shade_prob,
+            gain: self.shade_gain,
+            ..Default::default()
+        }
     }
 
     /// `val_source` parsed; `None` when empty (validation uses the training source).
@@ -192,6 +209,7 @@ impl Config {
                 redraw_empty: false,
                 stroke_prob: 0.0,
                 shade_prob: 0.0,
+                shade_gain: default_shade_gain(),
                 afs_batches: 64,
                 val_fraction: 0.1,
                 val_anomalies_per_image: 4,
@@ -360,6 +378,10 @@ impl Config {
         range_check("train.normal_prob", n, (0.0..1.0).contains(&n), "[0, 1)").or_else(bad)?;
         range_check("train.stroke_prob", sp, (0.0..=1.0).contains(&sp), "[0, 1]").or_else(bad)?;
         range_check("train.shade_prob", sh, (0.0..=1.0).contains(&sh), "[0, 1]").or_else(bad)?;
+        t.shade_params()
+            .validate()
+            .map_err(|e| format!("train.shade_gain = {:?}: {e}", t.shade_gain))
+            .or_else(bad)?;
         range_check("train.val_fraction", v, (0.0..0.9).contains(&v), "[0, 0.9)").or_else(bad)?;
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return bad(format!("train.lr = {} must be positive", t.lr));
@@ -765,6 +787,21 @@ mod tests {
         assert_eq!(
             toml::from_str::<Config>(&old).unwrap().train.shade_prob,
             0.0
+        );
+        let c = Config::resolve("lite", None, &["train.shade_gain=[0.12, 0.3]".into()]).unwrap();
+        assert_eq!(c.train.shade_gain, (0.12, 0.3));
+        assert_eq!(c.train.shade_params().gain, (0.12, 0.3));
+        let e = Config::resolve("lite", None, &["train.shade_gain=[0.3, 0.1]".into()]).unwrap_err();
+        assert!(e.to_string().contains("train.shade_gain"), "{e}");
+        let mut old: toml::Value = toml::from_str(&c.to_toml()).unwrap();
+        let train = old
+            .get_mut("train")
+            .and_then(toml::Value::as_table_mut)
+            .unwrap();
+        assert!(train.remove("shade_gain").is_some());
+        assert_eq!(
+            old.try_into::<Config>().unwrap().train.shade_gain,
+            default_shade_gain()
         );
         // lite validates on the category's own images; a config saved before the key validated
         // on the training source, and still does.

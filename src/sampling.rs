@@ -60,10 +60,7 @@ impl Sampler {
                     prob: cfg.train.stroke_prob,
                     ..Default::default()
                 },
-                shade: realnet_synth::ShadeParams {
-                    prob: cfg.train.shade_prob,
-                    ..Default::default()
-                },
+                shade: cfg.train.shade_params(),
                 ..Default::default()
             };
             realnet_synth::Synthesizer::with_own(c, own.clone())

@@ -15,9 +15,9 @@ pub struct ShadeParams {
     /// Probability that an anomalous sample is shaded instead of blended from a source.
     pub prob: f64,
     /// Range of |ln gain| of the brightness (sign drawn: darker or brighter).
-    pub gain: (f32, f32),
+    pub gain: (f64, f64),
     /// Range of |ln k| of the fine texture's contrast around its local mean (sign drawn).
-    pub contrast: (f32, f32),
+    pub contrast: (f64, f64),
     /// Width of the soft inner edge, in pixels.
     pub feather: f32,
     /// Radius of the local mean that separates brightness from fine texture, in pixels.
@@ -47,7 +47,7 @@ impl Default for ShadeParams {
 impl ShadeParams {
     pub fn validate(&self) -> Result<(), String> {
         let range_ok =
-            |r: (f32, f32)| r.0.is_finite() && r.1.is_finite() && 0.0 <= r.0 && r.0 <= r.1;
+            |r: (f64, f64)| r.0.is_finite() && r.1.is_finite() && 0.0 <= r.0 && r.0 <= r.1;
         if !(0.0..=1.0).contains(&self.prob) {
             return Err(format!("shade.prob must be in [0, 1] (got {})", self.prob));
         }
@@ -90,12 +90,12 @@ pub fn shade<R: Rng + ?Sized>(
 ) -> (RgbImage, GrayImage) {
     let (w, h) = base.dimensions();
     let (wu, hu) = (w as usize, h as usize);
-    let signed = |rng: &mut R, r: (f32, f32)| {
+    let signed = |rng: &mut R, r: (f64, f64)| {
         let s = if rng.gen::<bool>() { 1.0 } else { -1.0 };
         s * uniform(rng, r)
     };
-    let gain = signed(rng, p.gain).exp();
-    let k = signed(rng, p.contrast).exp();
+    let gain = signed(rng, p.gain).exp() as f32;
+    let k = signed(rng, p.contrast).exp() as f32;
     let scale = w.min(h) as f32 / 256.0;
     // Weight: the mask's box mean is 1/2 on a straight edge and 1 a feather's width inside, so a
     // smoothstep over [1/2, 1] fades in inward only and is 0 outside the mask.
@@ -137,7 +137,7 @@ pub fn shade<R: Rng + ?Sized>(
     (out, label)
 }
 
-fn uniform<R: Rng + ?Sized>(rng: &mut R, r: (f32, f32)) -> f32 {
+fn uniform<R: Rng + ?Sized>(rng: &mut R, r: (f64, f64)) -> f64 {
     if r.0 < r.1 {
         rng.gen_range(r.0..r.1)
     } else {
