@@ -234,7 +234,7 @@ impl Synthesizer {
         let mut foreground_ignored = !fg_ok;
         // No draw at all when shading is off, so the official stream is unchanged.
         let shaded = self.config.shade.prob > 0.0 && rng.gen::<f64>() < self.config.shade.prob;
-        let (mask, strokes) = loop {
+        let (mask, strokes, shaded_image) = loop {
             attempts += 1;
             // No draw at all when strokes are off, so the official stream is unchanged.
             let strokes = !shaded
@@ -248,7 +248,7 @@ impl Synthesizer {
                 perlin_mask(rng, w, h, &self.config.perlin)
             };
             // OR of all mask bytes (no early exit, so the loops vectorise).
-            let any = if foreground_ignored {
+            let mut any = if foreground_ignored {
                 m.iter().fold(0u8, |a, &v| a | v)
             } else {
                 m.iter_mut().zip(fg).fold(0u8, |a, (v, &f)| {
@@ -256,19 +256,28 @@ impl Synthesizer {
                     a | *v
                 })
             };
+            // A shaded region's label is its faded-in part: a sliver thinner than the fade has
+            // none, and counts as empty.
+            let shaded_image = if shaded && any != 0 {
+                let (image, label) = shade(rng, base, &m, &self.config.shade);
+                m = label;
+                any = m.iter().fold(0u8, |a, &v| a | v);
+                Some(image)
+            } else {
+                None
+            };
             let empty = any == 0;
             if !empty || !self.config.redraw_empty || attempts >= 4 * MAX_REDRAWS {
-                break (m, strokes);
+                break (m, strokes, shaded_image);
             }
             if attempts == MAX_REDRAWS {
                 foreground_ignored = true;
             }
         };
         if shaded {
-            let (image, label) = shade(rng, base, &mask, &self.config.shade);
             return SynthSample {
-                image,
-                mask: label,
+                image: shaded_image.unwrap_or_else(|| base.clone()), // None: the mask was empty
+                mask,
                 kind: Kind::Shade,
                 beta: 1.0,
                 source_file: None,
@@ -403,6 +412,7 @@ mod tests {
                 continue;
             }
             shaded += 1;
+            assert!(x.mask.iter().any(|&v| v != 0), "sample {i}: empty label");
             for (q, (o, bb)) in x.image.pixels().zip(b.pixels()).enumerate() {
                 let l = x.mask.as_raw()[q];
                 assert!(o == bb || l != 0, "sample {i}: changed outside its label");
