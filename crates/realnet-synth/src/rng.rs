@@ -1,6 +1,7 @@
 //! Per-sample random streams. Every draw of sample `index` comes from a generator keyed by
 //! `(seed, index)` alone, so results do not depend on thread count or processing order.
-use rand::SeedableRng;
+use rand::distributions::uniform::SampleUniform;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// The generator of sample `index` under `seed`.
@@ -14,10 +15,22 @@ pub fn sample_rng(seed: u64, index: u64) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(key)
 }
 
+/// U(lo, hi) from a `(lo, hi)` setting; a degenerate range (lo ≥ hi) gives lo without a draw.
+pub fn uniform<T, R>(rng: &mut R, r: (T, T)) -> T
+where
+    T: SampleUniform + PartialOrd + Copy,
+    R: Rng + ?Sized,
+{
+    if r.0 < r.1 {
+        rng.gen_range(r.0..r.1)
+    } else {
+        r.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::Rng;
 
     #[test]
     fn streams_are_reproducible_and_distinct() {

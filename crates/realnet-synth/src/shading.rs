@@ -5,6 +5,7 @@
 //! brightness ±8 % against its surroundings) is never among them. `prob = 0` (the default) leaves
 //! the official synthesis, random stream included, unchanged.
 use crate::perlin::{perlin_mask, PerlinParams};
+use crate::rng::uniform;
 use image::{GrayImage, RgbImage};
 use rand::Rng;
 
@@ -135,14 +136,6 @@ pub fn shade<R: Rng + ?Sized>(
         *l = if wt > 0.0 { 255 } else { 0 };
     }
     (out, label)
-}
-
-fn uniform<R: Rng + ?Sized>(rng: &mut R, r: (f64, f64)) -> f64 {
-    if r.0 < r.1 {
-        rng.gen_range(r.0..r.1)
-    } else {
-        r.0
-    }
 }
 
 fn smoothstep(t: f32) -> f32 {

@@ -3,6 +3,7 @@
 //! line one to a few pixels wide — the most common defect on machined and pressed parts — is
 //! never among the synthetic anomalies. `prob = 0` (the default) leaves the official
 //! synthesis, random stream included, unchanged.
+use crate::rng::uniform;
 use image::GrayImage;
 use rand::Rng;
 
@@ -93,14 +94,6 @@ pub fn stroke_mask<R: Rng + ?Sized>(rng: &mut R, w: u32, h: u32, p: &StrokeParam
         }
     }
     m
-}
-
-fn uniform<R: Rng + ?Sized>(rng: &mut R, r: (f32, f32)) -> f32 {
-    if r.1 > r.0 {
-        rng.gen_range(r.0..r.1)
-    } else {
-        r.0
-    }
 }
 
 /// Sets every pixel whose centre lies within `r` of (x, y); at least the pixel under (x, y).
