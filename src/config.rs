@@ -87,6 +87,11 @@ pub struct TrainConfig {
     /// their surroundings by this much; `docs/synthesis.md`).
     #[serde(default = "default_shade_gain")]
     pub shade_gain: (f64, f64),
+    /// Share of shading among the *validation* anomalies; unset = `shade_prob`. Validation may
+    /// want a product's uneven areas represented (so that the fusion weights and the image
+    /// score's window are chosen with them in view) while training leaves them out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_shade_prob: Option<f64>,
     /// AFS: batches of synthetic anomalies scored before training (official `init_bsn` 64).
     pub afs_batches: usize,
     /// Fraction of the normal training images held out for the threshold and score normalisation.
@@ -130,6 +135,14 @@ impl TrainConfig {
             prob: self.shade_prob,
             gain: self.shade_gain,
             ..Default::default()
+        }
+    }
+
+    /// The validation anomalies' shading: `val_shade_prob` where set, else training's.
+    pub fn val_shade_params(&self) -> realnet_synth::ShadeParams {
+        realnet_synth::ShadeParams {
+            prob: self.val_shade_prob.unwrap_or(self.shade_prob),
+            ..self.shade_params()
         }
     }
 
@@ -209,6 +222,7 @@ impl Config {
                 redraw_empty: false,
                 stroke_prob: 0.0,
                 shade_prob: 0.0,
+                val_shade_prob: None,
                 shade_gain: default_shade_gain(),
                 afs_batches: 64,
                 val_fraction: 0.1,
@@ -378,6 +392,15 @@ impl Config {
         range_check("train.normal_prob", n, (0.0..1.0).contains(&n), "[0, 1)").or_else(bad)?;
         range_check("train.stroke_prob", sp, (0.0..=1.0).contains(&sp), "[0, 1]").or_else(bad)?;
         range_check("train.shade_prob", sh, (0.0..=1.0).contains(&sh), "[0, 1]").or_else(bad)?;
+        if let Some(p) = t.val_shade_prob {
+            range_check(
+                "train.val_shade_prob",
+                p,
+                (0.0..=1.0).contains(&p),
+                "[0, 1]",
+            )
+            .or_else(bad)?;
+        }
         t.shade_params()
             .validate()
             .map_err(|e| format!("train.shade_gain = {:?}: {e}", t.shade_gain))
@@ -563,6 +586,10 @@ fn parse_value(raw: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(raw.to_string()))
 }
 
+/// Keys that may be absent from a serialized configuration (unset options, which TOML cannot
+/// write), so `--set` must not take their absence for an unknown key.
+const OPTIONAL_KEYS: [&str; 1] = ["train.val_shade_prob"];
+
 fn set_path(root: &mut toml::Value, key: &str, v: toml::Value) -> Result<(), String> {
     let mut cur = root;
     let parts: Vec<&str> = key.split('.').collect();
@@ -570,11 +597,13 @@ fn set_path(root: &mut toml::Value, key: &str, v: toml::Value) -> Result<(), Str
         let table = cur
             .as_table_mut()
             .ok_or_else(|| format!("'{}' is not a section", parts[..i].join(".")))?;
-        if !table.contains_key(*part) {
+        let last = i + 1 == parts.len();
+        let optional = last && OPTIONAL_KEYS.contains(&key);
+        if !(table.contains_key(*part) || optional) {
             let known: Vec<&String> = table.keys().collect();
             return Err(format!("unknown key '{key}' (known here: {known:?})"));
         }
-        if i + 1 == parts.len() {
+        if last {
             table.insert(part.to_string(), v);
             return Ok(());
         }
@@ -788,6 +817,18 @@ mod tests {
             toml::from_str::<Config>(&old).unwrap().train.shade_prob,
             0.0
         );
+        // Validation's shading: unset (and not written) = training's; set, checked and kept.
+        assert_eq!(c.train.val_shade_prob, None);
+        assert!(!c.to_toml().contains("val_shade_prob"));
+        assert_eq!(c.train.val_shade_params().prob, 0.3);
+        let v = Config::resolve("lite", None, &["train.val_shade_prob=0.5".into()]).unwrap();
+        assert_eq!(
+            (v.train.shade_prob, v.train.val_shade_params().prob),
+            (0.0, 0.5)
+        );
+        assert_eq!(toml::from_str::<Config>(&v.to_toml()).unwrap(), v);
+        let e = Config::resolve("lite", None, &["train.val_shade_prob=2".into()]).unwrap_err();
+        assert!(e.to_string().contains("train.val_shade_prob"), "{e}");
         let c = Config::resolve("lite", None, &["train.shade_gain=[0.12, 0.3]".into()]).unwrap();
         assert_eq!(c.train.shade_gain, (0.12, 0.3));
         assert_eq!(c.train.shade_params().gain, (0.12, 0.3));

@@ -48,7 +48,7 @@ impl Sampler {
         } else {
             None
         };
-        let make = |source: &SynthSource, redraw_empty: bool| {
+        let make = |source: &SynthSource, redraw_empty: bool, shade| {
             let c = realnet_synth::SynthConfig {
                 sources: vec![realnet_synth::WeightedSource {
                     source: source.clone(),
@@ -60,15 +60,15 @@ impl Sampler {
                     prob: cfg.train.stroke_prob,
                     ..Default::default()
                 },
-                shade: cfg.train.shade_params(),
+                shade,
                 ..Default::default()
             };
             realnet_synth::Synthesizer::with_own(c, own.clone())
                 .map_err(|e| UserError::BadInput(format!("anomaly source: {e}")))
         };
         Ok(Sampler {
-            train: make(source, cfg.train.redraw_empty)?,
-            redraw: make(&val_source, true)?,
+            train: make(source, cfg.train.redraw_empty, cfg.train.shade_params())?,
+            redraw: make(&val_source, true, cfg.train.val_shade_params())?,
             val_source,
         })
     }
@@ -225,5 +225,59 @@ mod tests {
         bad.train.val_source = "nonsense:x".into();
         let e = bad.validate().unwrap_err().to_string();
         assert!(e.contains("train.val_source"), "{e}");
+    }
+
+    /// `train.val_shade_prob` shades the validation anomalies only; unset, validation follows
+    /// `shade_prob`.
+    #[test]
+    fn val_shade_prob_changes_validation_anomalies_only() {
+        let base = RgbImage::from_fn(256, 256, |x, y| {
+            image::Rgb([(x % 200) as u8 + 20, (y % 90) as u8 + 60, 90])
+        });
+        let fg = GrayImage::from_pixel(256, 256, image::Luma([255]));
+        let sampler = |shade: f64, val: Option<f64>| {
+            let mut cfg = Config::lite();
+            cfg.train.val_source = String::new();
+            cfg.train.shade_prob = shade;
+            cfg.train.val_shade_prob = val;
+            let own: [(&Path, &Arc<RgbImage>); 0] = [];
+            Sampler::new(
+                &SynthSource::Procedural,
+                &cfg,
+                Path::new("."),
+                own.into_iter(),
+            )
+            .unwrap()
+        };
+        let (plain, val_only) = (sampler(0.0, None), sampler(0.0, Some(1.0)));
+        let (shaded, train_only) = (sampler(1.0, None), sampler(1.0, Some(0.0)));
+        for q in 0..4 {
+            let a = plain.sample(&base, &fg, 7, q);
+            let b = val_only.sample(&base, &fg, 7, q);
+            assert!(a.0 == b.0 && a.1 == b.1, "training sample {q} changed");
+            let a = shaded.sample(&base, &fg, 7, q);
+            let b = train_only.sample(&base, &fg, 7, q);
+            assert!(
+                a.0 == b.0 && a.1 == b.1,
+                "shaded training sample {q} changed"
+            );
+        }
+        for q in 0..3 {
+            let p = plain.anomalous_nonempty(&base, &fg, 7, q);
+            assert!(
+                p != val_only.anomalous_nonempty(&base, &fg, 7, q),
+                "validation anomaly {q} not shaded"
+            );
+            assert!(p == train_only.anomalous_nonempty(&base, &fg, 7, q));
+            assert!(
+                shaded.anomalous_nonempty(&base, &fg, 7, q)
+                    == val_only.anomalous_nonempty(&base, &fg, 7, q),
+                "unset, validation follows shade_prob"
+            );
+        }
+        let mut bad = Config::lite();
+        bad.train.val_shade_prob = Some(1.5);
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("train.val_shade_prob"), "{e}");
     }
 }
