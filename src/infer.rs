@@ -49,6 +49,7 @@ impl Detector {
         device: Device,
         precision: Precision,
     ) -> anyhow::Result<Detector> {
+        crate::precision::warn_if_slow(precision, device);
         let meta = bundle::read_meta(run)?;
         let config = Config::load(&run.join(bundle::CONFIG))?;
         let kind =

@@ -102,6 +102,7 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         BackboneKind::parse(&cfg.model.backbone).map_err(|e| UserError::BadModel(e.to_string()))?;
     let backbone = Backbone::load(kind, &opts.weights, opts.device)?;
     let precision = cfg.train.precision().map_err(UserError::BadModel)?;
+    crate::precision::warn_if_slow(precision, opts.device);
     let (mean, std) = kind.normalization();
     let synth = sampling::Sampler::new(
         &opts.source,

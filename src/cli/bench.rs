@@ -95,6 +95,8 @@ pub fn run(a: BenchArgs, g: &super::Global) -> anyhow::Result<i32> {
             a.what
         ))
     })?;
+    // Once, here: each measurement's child process runs the `--unit` branch above.
+    realnet::precision::warn_if_slow(opts.precision, opts.device);
     eprintln!(
         "realnet bench: config={} threads={} libtorch={} device={}",
         preset.name(),

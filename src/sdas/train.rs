@@ -256,6 +256,7 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
         }
     }
     let precision = cfg.train.precision().map_err(UserError::BadModel)?;
+    crate::precision::warn_if_slow(precision, opts.device);
     let n = classes.len();
     tracing::info!(
         "SDAS: {n} training images of {categories:?} at {size}², {} skipped",
@@ -491,6 +492,7 @@ pub fn load_model(
     device: Device,
     precision: Precision,
 ) -> anyhow::Result<(SdasConfig, SdasMeta, DiffusionUNet, nn::VarStore)> {
+    crate::precision::warn_if_slow(precision, device);
     let cfg = SdasConfig::load(&dir.join(bundle::CONFIG))?;
     let mp = dir.join(bundle::META);
     let text = std::fs::read_to_string(&mp).map_err(|e| {
