@@ -119,10 +119,6 @@ pub struct WeightCandidate {
     pub image_auroc: f64,
     /// The anomalies' masks against every other pixel of the same images.
     pub pixel_auroc: f64,
-    /// AUPRO (FPR ≤ 0.3) on every other row and column, when the map's weight was chosen by it
-    /// (`model.memory.map_merit = "pixel_aupro"`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aupro: Option<f64>,
 }
 
 /// Thresholds from held-out normal images and synthetic anomalies on them — never the test set.

@@ -9,7 +9,7 @@ use crate::bundle::{
 };
 use crate::error::UserError;
 use crate::infer::Detector;
-use crate::model::memory::{self, Balance, MapMerit, MemoryConfig};
+use crate::model::memory::{self, Balance, MemoryConfig};
 use crate::model::realnet::{self, RealNet};
 use anyhow::Context;
 use image::{GrayImage, RgbImage};
@@ -111,9 +111,6 @@ pub fn fit(
     let mut scores = vec![vec![Vec::new(); weights.len()]; pools.len()];
     let mut labels = Vec::new();
     let (mut pix_p, mut pix_q, mut pix_labels) = (Vec::new(), Vec::new(), Vec::new());
-    // AUPRO needs whole maps: every AUPRO_STEP-th row and column of both parts, with the masks.
-    let by_aupro = mcfg.map_merit == MapMerit::PixelAupro && weights.len() > 1;
-    let mut whole = WholeMaps::default();
     let all: Vec<&Item> = items.iter().collect();
     for chunk in all.chunks(CHUNK) {
         let (p, q) = net.component_maps(&images(chunk));
@@ -133,9 +130,6 @@ pub fn fit(
             pix_p.extend(sampled(&p.get(i as i64)));
             if let Some(q) = &q {
                 pix_q.extend(sampled(&q.get(i as i64)));
-            }
-            if by_aupro {
-                whole.push(&p.get(i as i64), q.as_ref().map(|q| q.get(i as i64)), item);
             }
             pix_labels.extend(
                 (0..pixels)
@@ -164,15 +158,11 @@ pub fn fit(
             weight,
             image_auroc: img.auroc.unwrap_or(0.5),
             pixel_auroc: pix.auroc.unwrap_or(0.5),
-            aupro: by_aupro.then(|| whole.aupro(weight, &balance).unwrap_or(0.0)),
         })
         .collect();
     let triples: Vec<_> = table
         .iter()
-        .map(|c| match c.aupro {
-            Some(a) => (c.weight, c.pixel_auroc, a),
-            None => (c.weight, c.image_auroc, c.pixel_auroc),
-        })
+        .map(|c| (c.weight, c.image_auroc, c.pixel_auroc))
         .collect();
     let k = memory::choose_weight(&triples, mcfg.weight).unwrap_or(0);
     // Every (window, weight) pair's image ranking.
@@ -218,14 +208,9 @@ pub fn fit(
             image_chosen: Some(weights[k_img]),
             rule: if weights.len() > 1 {
                 format!(
-                    "map: highest mean of {} between the {} and the {}; image score: highest \
-                     image AUROC; within {} of the best, the one closest to \
+                    "map: highest mean of image and pixel AUROC between the {} and the {}; image \
+                     score: highest image AUROC; within {} of the best, the one closest to \
                      model.memory.weight = {}",
-                    if by_aupro {
-                        "pixel AUROC and AUPRO"
-                    } else {
-                        "image and pixel AUROC"
-                    },
                     source.normals,
                     source.anomalies,
                     memory::WEIGHT_TIE,
@@ -275,62 +260,6 @@ pub fn fit(
         choice,
         score_pool: pools[j_pool],
         pool_candidates,
-    }
-}
-
-/// Every AUPRO_STEP-th row and column of each labelled item's two maps and its mask, for the
-/// AUPRO of each candidate weight.
-#[derive(Default)]
-struct WholeMaps {
-    p: Vec<Tensor>,
-    q: Vec<Tensor>,
-    masks: Vec<Option<Vec<bool>>>,
-}
-
-/// 2: a quarter of the pixels, enough for the regions' overlaps and cheap for eleven candidates.
-const AUPRO_STEP: i64 = 2;
-
-impl WholeMaps {
-    fn push(&mut self, p: &Tensor, q: Option<Tensor>, item: &Item) {
-        let sub = |t: &Tensor| {
-            t.slice(0, 0, None, AUPRO_STEP)
-                .slice(1, 0, None, AUPRO_STEP)
-                .contiguous()
-        };
-        let (h, w) = (p.size()[0] as usize, p.size()[1] as usize);
-        self.p.push(sub(p));
-        self.q.extend(q.as_ref().map(sub));
-        let step = AUPRO_STEP as usize;
-        self.masks.push(item.mask.as_ref().map(|m| {
-            let raw = m.as_raw();
-            (0..h)
-                .step_by(step)
-                .flat_map(|y| (0..w).step_by(step).map(move |x| raw[y * w + x] > 0))
-                .collect()
-        }));
-    }
-
-    /// AUPRO of the maps fused with `weight`; `None` without anomalous regions.
-    fn aupro(&self, weight: f64, balance: &Balance) -> Option<f64> {
-        let items: Vec<realnet_metrics::Scored> = self
-            .p
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| {
-                let fused = memory::fuse_if(p, self.q.get(i), weight, balance);
-                let (h, w) = (fused.size()[0] as usize, fused.size()[1] as usize);
-                let data: Vec<f32> = host_f64(&fused).into_iter().map(|v| v as f32).collect();
-                let map = realnet_metrics::Map::new(w, h, data).ok()?;
-                Some(realnet_metrics::Scored {
-                    defect: "validation".into(),
-                    name: format!("{i}"),
-                    map,
-                    mask: self.masks[i].clone(),
-                    image_score: 0.0,
-                })
-            })
-            .collect();
-        realnet_metrics::evaluate(&items).ok()?.overall.aupro
     }
 }
 
@@ -492,49 +421,6 @@ fn write_run(run: &Path, out: &Path, det: &Detector) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Each candidate's AUPRO comes from the maps fused with its weight: a part that outlines the
-    /// small region scores 1, one that marks a larger blob around it less.
-    #[test]
-    fn whole_maps_score_each_weight_by_aupro() {
-        let n = 32i64;
-        let mut mask = GrayImage::new(n as u32, n as u32);
-        for y in 8..12 {
-            for x in 8..12 {
-                mask.put_pixel(x, y, image::Luma([255]));
-            }
-        }
-        let region = Tensor::from_slice(
-            &mask
-                .as_raw()
-                .iter()
-                .map(|&v| f32::from(v) / 255.0)
-                .collect::<Vec<_>>(),
-        )
-        .view([n, n]);
-        // p outlines the region exactly; q marks a blob four times its area around it.
-        let p = &region * 0.8 + 0.1;
-        let blob = Tensor::zeros([n, n], (Kind::Float, Device::Cpu));
-        let _ = blob.slice(0, 4, 16, 1).slice(1, 4, 16, 1).fill_(1.0);
-        let q = &blob * 8.0 + 0.5;
-        let anomalous = Item {
-            image: RgbImage::new(1, 1),
-            anomalous: true,
-            mask: Some(mask),
-        };
-        let normal = Item {
-            image: RgbImage::new(1, 1),
-            anomalous: false,
-            mask: None,
-        };
-        let mut whole = WholeMaps::default();
-        whole.push(&p, Some(q.shallow_clone()), &anomalous);
-        whole.push(&(&p * 0.0 + 0.1), Some(&q * 0.0 + 0.5), &normal);
-        let at = |w| whole.aupro(w, &Balance::IDENTITY).unwrap();
-        assert!((at(1.0) - 1.0).abs() < 1e-9, "p alone {}", at(1.0));
-        assert!(at(0.0) < 0.99, "q alone {}", at(0.0));
-        assert_eq!(whole.masks[0].as_ref().map(Vec::len), Some(16 * 16));
-    }
 
     #[test]
     fn image_score_choice_prefers_merit_then_the_prior_window_then_the_prior_weight() {

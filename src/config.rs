@@ -817,29 +817,6 @@ mod tests {
             toml::from_str::<Config>(&old).unwrap().train.shade_prob,
             0.0
         );
-        // The map weight's merit: old configs (no key) keep the mean of image and pixel AUROC.
-        let m = Config::resolve(
-            "lite",
-            None,
-            &["model.memory.map_merit=\"pixel_aupro\"".into()],
-        )
-        .unwrap();
-        assert_eq!(
-            m.model.memory.map_merit,
-            crate::model::memory::MapMerit::PixelAupro
-        );
-        let old = m.to_toml().replace("map_merit = \"pixel_aupro\"\n", "");
-        assert_eq!(
-            toml::from_str::<Config>(&old)
-                .unwrap()
-                .model
-                .memory
-                .map_merit,
-            crate::model::memory::MapMerit::ImagePixel
-        );
-        assert!(
-            Config::resolve("lite", None, &["model.memory.map_merit=\"aupro\"".into()]).is_err()
-        );
         // Validation's shading: unset (and not written) = training's; set, checked and kept.
         assert_eq!(c.train.val_shade_prob, None);
         assert!(!c.to_toml().contains("val_shade_prob"));

@@ -394,13 +394,11 @@ mod tests {
                     weight: 0.0,
                     image_auroc: 0.99,
                     pixel_auroc: 0.87,
-                    aupro: None,
                 },
                 WeightCandidate {
                     weight: 0.2,
                     image_auroc: 0.988,
                     pixel_auroc: 0.9246,
-                    aupro: None,
                 },
             ],
             balance: None,

@@ -41,21 +41,6 @@ pub struct MemoryConfig {
     /// the global one, at 1 % its few centres per chunk cost 0.01–0.02 AUROC (docs/results.md).
     #[serde(default)]
     pub coreset_chunk: i64,
-    /// What the map's weight is chosen by on the validation data (`auto_weight`): the mean of
-    /// image and pixel AUROC (`image_pixel`, configs saved before the key), or of pixel AUROC
-    /// and AUPRO (`pixel_aupro`: the map only — the image score has its own weight — with each
-    /// anomalous region counted once, so large regions do not outvote small ones).
-    #[serde(default)]
-    pub map_merit: MapMerit,
-}
-
-/// See [`MemoryConfig::map_merit`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MapMerit {
-    #[default]
-    ImagePixel,
-    PixelAupro,
 }
 
 impl Default for MemoryConfig {
@@ -68,7 +53,6 @@ impl Default for MemoryConfig {
             blur_sigma: 4.0,
             projection: 128,
             coreset_chunk: 0,
-            map_merit: MapMerit::ImagePixel,
         }
     }
 }
@@ -330,10 +314,10 @@ pub fn weight_grid() -> Vec<f64> {
 /// Two validation AUROCs closer than this are a tie (a few validation images are noise).
 pub const WEIGHT_TIE: f64 = 0.001;
 
-/// Index of the best candidate (weight, metric a, metric b) by the mean of the two validation
-/// metrics (image and pixel AUROC, or pixel AUROC and AUPRO: [`MapMerit`]); among those within
-/// [`WEIGHT_TIE`] of the best, the one closest to `prior` (the configured weight), so that a
-/// category where both parts are perfect on synthetic anomalies keeps the prior. The map's weight.
+/// Index of the best candidate (weight, image AUROC, pixel AUROC) by the mean of image and pixel
+/// validation AUROC; among those within [`WEIGHT_TIE`] of the best, the one closest to `prior`
+/// (the configured weight), so that a category where both parts are perfect on synthetic
+/// anomalies keeps the prior. The map's weight.
 pub fn choose_weight(candidates: &[(f64, f64, f64)], prior: f64) -> Option<usize> {
     choose_by(candidates, prior, |c| (c.1 + c.2) / 2.0)
 }
