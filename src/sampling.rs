@@ -183,6 +183,12 @@ mod tests {
         assert_ne!(p, permutation(50, 4));
     }
 
+    /// A sampler with the procedural training source; `own` feeds the `self` source.
+    fn procedural(cfg: &Config, own: &[(&Path, &Arc<RgbImage>)]) -> Sampler {
+        let own = own.iter().map(|&(p, i)| (p, i));
+        Sampler::new(&SynthSource::Procedural, cfg, Path::new("."), own).unwrap()
+    }
+
     /// `train.val_source` changes the validation anomalies only: training samples stay the
     /// training source's, validation anomalies come from the other source.
     #[test]
@@ -198,14 +204,7 @@ mod tests {
         let sampler = |val: &str| {
             let mut cfg = Config::lite();
             cfg.train.val_source = val.into();
-            let own = [(own_path, &own_img)];
-            Sampler::new(
-                &SynthSource::Procedural,
-                &cfg,
-                Path::new("."),
-                own.into_iter(),
-            )
-            .unwrap()
+            procedural(&cfg, &[(own_path, &own_img)])
         };
         let (same, other) = (sampler(""), sampler("self"));
         for q in 0..4 {
@@ -240,14 +239,7 @@ mod tests {
             cfg.train.val_source = String::new();
             cfg.train.shade_prob = shade;
             cfg.train.val_shade_prob = val;
-            let own: [(&Path, &Arc<RgbImage>); 0] = [];
-            Sampler::new(
-                &SynthSource::Procedural,
-                &cfg,
-                Path::new("."),
-                own.into_iter(),
-            )
-            .unwrap()
+            procedural(&cfg, &[])
         };
         let (plain, val_only) = (sampler(0.0, None), sampler(0.0, Some(1.0)));
         let (shaded, train_only) = (sampler(1.0, None), sampler(1.0, Some(0.0)));
