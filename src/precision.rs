@@ -128,16 +128,18 @@ pub fn cpu_has_amx() -> Option<bool> {
     Some(flags.split_whitespace().any(|f| f == "amx_bf16"))
 }
 
-/// The warning for bf16 on a CPU without AMX (`amx`: [`cpu_has_amx`]), `None` when there is
+/// The warning for bf16 on a CPU without AMX (`amx`: e.g. [`cpu_has_amx`]), `None` when there is
 /// nothing to warn about. Measured (`realnet bench --what infer`, small network, one thread):
 /// without AMX, bf16 inference took 1.25–1.7× f32's time on an AVX-512-BF16 CPU and 14× on an
 /// AVX2-only one, where libtorch emulates bf16 arithmetic.
 pub fn slow_bf16_warning(
     precision: Precision,
     device: tch::Device,
-    amx: Option<bool>,
+    amx: impl FnOnce() -> Option<bool>,
 ) -> Option<String> {
-    (precision == Precision::Bf16 && device == tch::Device::Cpu && amx == Some(false)).then(|| {
+    // `amx` is asked only for bf16 on a CPU: f32 runs never read /proc/cpuinfo.
+    let cpu_bf16 = precision == Precision::Bf16 && device == tch::Device::Cpu;
+    (cpu_bf16 && amx() == Some(false)).then(|| {
         "bf16 was asked for on a CPU without AMX (no `amx_bf16` in /proc/cpuinfo): libtorch's bf16 \
          kernels run slower than f32 here (measured 1.25–1.7× slower with AVX-512-BF16, 14× with \
          AVX2 only); use --precision f32 (train.precision = \"f32\") on this machine"
@@ -147,7 +149,7 @@ pub fn slow_bf16_warning(
 
 /// Logs [`slow_bf16_warning`] for this machine, if any.
 pub fn warn_if_slow(precision: Precision, device: tch::Device) {
-    if let Some(w) = slow_bf16_warning(precision, device, cpu_has_amx()) {
+    if let Some(w) = slow_bf16_warning(precision, device, cpu_has_amx) {
         tracing::warn!("{w}");
     }
 }
@@ -169,15 +171,15 @@ mod tests {
     #[test]
     fn bf16_warning_only_for_bf16_on_a_cpu_known_to_lack_amx() {
         use tch::Device::{Cpu, Cuda};
-        let w = slow_bf16_warning(Precision::Bf16, Cpu, Some(false)).unwrap();
+        let w = slow_bf16_warning(Precision::Bf16, Cpu, || Some(false)).unwrap();
         assert!(w.contains("AMX") && w.contains("--precision f32"), "{w}");
-        assert_eq!(slow_bf16_warning(Precision::Bf16, Cpu, Some(true)), None);
-        assert_eq!(slow_bf16_warning(Precision::Bf16, Cpu, None), None);
+        assert_eq!(slow_bf16_warning(Precision::Bf16, Cpu, || Some(true)), None);
+        assert_eq!(slow_bf16_warning(Precision::Bf16, Cpu, || None), None);
         assert_eq!(
-            slow_bf16_warning(Precision::Bf16, Cuda(0), Some(false)),
+            slow_bf16_warning(Precision::Bf16, Cuda(0), || Some(false)),
             None
         );
-        assert_eq!(slow_bf16_warning(Precision::F32, Cpu, Some(false)), None);
+        assert_eq!(slow_bf16_warning(Precision::F32, Cpu, || Some(false)), None);
     }
     use tch::nn::ModuleT;
     use tch::Device;
