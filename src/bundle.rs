@@ -94,6 +94,20 @@ pub struct WeightChoice {
     /// they fuse unstandardised).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balance: Option<FusionBalance>,
+    /// The memory map's blur σ in use (absent in older models: the config's `blur_sigma`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blur_sigma: Option<f64>,
+    /// With `model.memory.blur_choices`: each σ's validation AUROCs at its own best map weight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blur_candidates: Vec<BlurCandidate>,
+}
+
+/// One candidate blur σ of the memory's map, as validation scored it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BlurCandidate {
+    pub sigma: f64,
+    pub image_auroc: f64,
+    pub pixel_auroc: f64,
 }
 
 impl WeightChoice {

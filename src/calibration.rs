@@ -4,12 +4,12 @@
 //! (real defects), which also show what synthetic anomalies cannot: the kinds of defect one part
 //! of the map is blind to.
 use crate::bundle::{
-    self, CalibrationRecord, FusionBalance, PoolCandidate, ScoreStats, Threshold, WeightCandidate,
-    WeightChoice,
+    self, BlurCandidate, CalibrationRecord, FusionBalance, PoolCandidate, ScoreStats, Threshold,
+    WeightCandidate, WeightChoice,
 };
 use crate::error::UserError;
 use crate::infer::Detector;
-use crate::model::memory::{self, Balance, MemoryConfig};
+use crate::model::memory::{self, Balance, MemoryConfig, PatchMemory};
 use crate::model::realnet::{self, RealNet};
 use anyhow::Context;
 use image::{GrayImage, RgbImage};
@@ -49,6 +49,9 @@ pub struct Plan<'a> {
     pub score_pool: i64,
     /// Windows the image score may be pooled with instead (empty: `score_pool` only).
     pub pools: &'a [i64],
+    /// Blur σ candidates for the memory's map (empty: the memory's own); the balance is measured
+    /// for each, so they need `keep_balance` = `None`.
+    pub blurs: &'a [f64],
     /// A balance to keep (`None`: measure it on the normal items).
     pub keep_balance: Option<Balance>,
     pub source: Source<'a>,
@@ -78,100 +81,55 @@ pub fn fit(
     plan: &Plan,
 ) -> Fitted {
     let (mcfg, source) = (plan.memory, &plan.source);
-    let sampled = |t: &Tensor| host_f64(&t.flatten(0, -1).slice(0, 0, None, PIXEL_STEP));
-    let images = |chunk: &[&Item]| {
-        let imgs: Vec<&RgbImage> = chunk.iter().map(|c| &c.image).collect();
-        features(&imgs)
-    };
     let weights: Vec<f64> = match net.memory() {
         None => vec![1.0],
         Some(m) if plan.weights.is_empty() => vec![m.weight()],
         Some(_) => plan.weights.to_vec(),
     };
-    // The two parts' balance from the normal items, before any candidate is scored.
-    let balance = match (net.memory(), plan.keep_balance) {
-        (None, _) => Balance::IDENTITY,
-        (Some(_), Some(b)) => b,
-        (Some(_), None) => {
-            let normals: Vec<&Item> = items.iter().filter(|i| !i.anomalous).collect();
-            let (mut p, mut q) = (Vec::new(), Vec::new());
-            for chunk in normals.chunks(CHUNK) {
-                let (pm, qm) = net.component_maps(&images(chunk));
-                p.extend(sampled(&pm));
-                q.extend(qm.as_ref().map(sampled).unwrap_or_default());
-            }
-            Balance::of_normal(&p, &q)
-        }
+    let blurs: Vec<f64> = match net.memory() {
+        Some(_) if !plan.blurs.is_empty() => plan.blurs.to_vec(),
+        Some(m) => vec![m.blur_sigma()],
+        None => vec![0.0],
     };
     // The prior window first: the map's weight is judged with it.
     let mut pools = vec![plan.score_pool];
     pools.extend(plan.pools.iter().filter(|&&k| k != plan.score_pool));
-    // Image scores per window and candidate weight; the two parts of the sampled pixels, fused
-    // per candidate afterwards.
-    let mut scores = vec![vec![Vec::new(); weights.len()]; pools.len()];
-    let mut labels = Vec::new();
-    let (mut pix_p, mut pix_q, mut pix_labels) = (Vec::new(), Vec::new(), Vec::new());
+    // Each chunk's RealNet map and memory distances, computed once: every blur, weight and window
+    // is scored on them.
     let all: Vec<&Item> = items.iter().collect();
-    for chunk in all.chunks(CHUNK) {
-        let (p, q) = net.component_maps(&images(chunk));
-        for (k, &w) in weights.iter().enumerate() {
-            let fused = memory::fuse_if(&p, q.as_ref(), w, &balance);
-            for (per_pool, &pool) in scores.iter_mut().zip(&pools) {
-                per_pool[k].extend(host_f64(&realnet::image_scores(&fused, pool)));
-            }
-        }
-        let pixels = (p.size()[1] * p.size()[2]) as usize;
-        for (i, item) in chunk.iter().enumerate() {
-            labels.push(item.anomalous);
-            // A defect without a mask says nothing about its pixels.
-            if item.anomalous && item.mask.is_none() {
-                continue;
-            }
-            pix_p.extend(sampled(&p.get(i as i64)));
-            if let Some(q) = &q {
-                pix_q.extend(sampled(&q.get(i as i64)));
-            }
-            pix_labels.extend(
-                (0..pixels)
-                    .step_by(PIXEL_STEP as usize)
-                    .map(|j| item.mask.as_ref().is_some_and(|m| m.as_raw()[j] > 0)),
-            );
-        }
-    }
-    let pix_p = Tensor::from_slice(&pix_p);
-    let pix_q = (!pix_q.is_empty()).then(|| Tensor::from_slice(&pix_q));
-    let evals: Vec<_> = weights
-        .iter()
-        .zip(&scores[0])
-        .map(|(&w, s)| {
-            let pix = host_f64(&memory::fuse_if(&pix_p, pix_q.as_ref(), w, &balance));
-            (
-                realnet_metrics::ranking_metrics(s, &labels),
-                realnet_metrics::ranking_metrics(&pix, &pix_labels),
-            )
+    let parts: Vec<(Tensor, Option<Tensor>)> = all
+        .chunks(CHUNK)
+        .map(|chunk| {
+            let imgs: Vec<&RgbImage> = chunk.iter().map(|c| &c.image).collect();
+            net.component_parts(&features(&imgs))
         })
         .collect();
-    let table: Vec<WeightCandidate> = weights
+    let common = Common::new(&all, &parts);
+    let scored: Vec<Scored> = blurs
         .iter()
-        .zip(&evals)
-        .map(|(&weight, (img, pix))| WeightCandidate {
-            weight,
-            image_auroc: img.auroc.unwrap_or(0.5),
-            pixel_auroc: pix.auroc.unwrap_or(0.5),
-        })
+        .map(|&sigma| score(net.memory(), &parts, &common, sigma, &weights, &pools, plan))
         .collect();
-    let triples: Vec<_> = table
+    let blur_candidates: Vec<(f64, f64, f64)> = blurs
         .iter()
-        .map(|c| (c.weight, c.image_auroc, c.pixel_auroc))
+        .zip(&scored)
+        .map(|(&sigma, s)| (sigma, s.table[s.k].image_auroc, s.table[s.k].pixel_auroc))
         .collect();
-    let k = memory::choose_weight(&triples, mcfg.weight).unwrap_or(0);
+    let b = memory::choose_weight(&blur_candidates, mcfg.blur_sigma).unwrap_or(0);
+    let Scored {
+        balance,
+        scores,
+        evals,
+        table,
+        k,
+    } = scored.into_iter().nth(b).expect("one Scored per blur");
+    let labels = &common.labels;
     // Every (window, weight) pair's image ranking.
     let image_evals: Vec<Vec<_>> = scores
         .iter()
         .map(|per_pool| {
             per_pool
                 .iter()
-                .map(|s| realnet_metrics::ranking_metrics(s, &labels))
+                .map(|s| realnet_metrics::ranking_metrics(s, labels))
                 .collect()
         })
         .collect();
@@ -203,6 +161,17 @@ pub fn fit(
     };
     let choice = net.memory_mut().map(|m| {
         m.set_fusion(weights[k], weights[k_img], balance);
+        m.set_blur_sigma(blurs[b]);
+        let blur_rule = if blurs.len() > 1 {
+            format!(
+                "; blur σ: the one whose map weight scores highest by the same mean, within {} \
+                 of the best the one closest to model.memory.blur_sigma = {}",
+                memory::WEIGHT_TIE,
+                mcfg.blur_sigma
+            )
+        } else {
+            String::new()
+        };
         WeightChoice {
             chosen: weights[k],
             image_chosen: Some(weights[k_img]),
@@ -218,8 +187,22 @@ pub fn fit(
                 )
             } else {
                 "model.memory.weight (model.memory.auto_weight is off)".into()
-            },
+            } + &blur_rule,
             candidates: table.clone(),
+            blur_sigma: Some(blurs[b]),
+            blur_candidates: if blurs.len() > 1 {
+                blurs
+                    .iter()
+                    .zip(&blur_candidates)
+                    .map(|(&sigma, c)| BlurCandidate {
+                        sigma,
+                        image_auroc: c.1,
+                        pixel_auroc: c.2,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
             balance: Some(FusionBalance {
                 log_p_mean: balance.log_p.0,
                 log_p_sd: balance.log_p.1,
@@ -235,7 +218,7 @@ pub fn fit(
     let pick = |anomalous: bool| -> Vec<f64> {
         scores
             .iter()
-            .zip(&labels)
+            .zip(labels)
             .filter(|(_, &l)| l == anomalous)
             .map(|(&s, _)| s)
             .collect()
@@ -260,6 +243,163 @@ pub fn fit(
         choice,
         score_pool: pools[j_pool],
         pool_candidates,
+    }
+}
+
+/// Every PIXEL_STEP-th value of a tensor, on the host.
+fn sampled(t: &Tensor) -> Vec<f64> {
+    host_f64(&t.flatten(0, -1).slice(0, 0, None, PIXEL_STEP))
+}
+
+/// What every blur's scoring shares: the labels and RealNet's sampled pixels.
+struct Common {
+    labels: Vec<bool>,
+    /// (chunk, position) of the normal items, in order.
+    normals: Vec<(usize, i64)>,
+    /// (chunk, position) of the items whose pixels count: a defect without a mask says nothing
+    /// about its pixels.
+    masked: Vec<(usize, i64)>,
+    pix_p: Tensor,
+    pix_labels: Vec<bool>,
+}
+
+impl Common {
+    fn new(all: &[&Item], parts: &[(Tensor, Option<Tensor>)]) -> Common {
+        let (mut labels, mut normals, mut masked) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut pix_p, mut pix_labels) = (Vec::new(), Vec::new());
+        for (ci, (chunk, (p, _))) in all.chunks(CHUNK).zip(parts).enumerate() {
+            let pixels = (p.size()[1] * p.size()[2]) as usize;
+            for (i, item) in chunk.iter().enumerate() {
+                labels.push(item.anomalous);
+                if !item.anomalous {
+                    normals.push((ci, i as i64));
+                }
+                if item.anomalous && item.mask.is_none() {
+                    continue;
+                }
+                masked.push((ci, i as i64));
+                pix_p.extend(sampled(&p.get(i as i64)));
+                pix_labels.extend(
+                    (0..pixels)
+                        .step_by(PIXEL_STEP as usize)
+                        .map(|j| item.mask.as_ref().is_some_and(|m| m.as_raw()[j] > 0)),
+                );
+            }
+        }
+        Common {
+            labels,
+            normals,
+            masked,
+            pix_p: Tensor::from_slice(&pix_p),
+            pix_labels,
+        }
+    }
+}
+
+/// One blur's scoring: the balance, the image scores per window and weight, each weight's
+/// (image, pixel) ranking with the prior window, the table and the chosen map weight `k`.
+struct Scored {
+    balance: Balance,
+    scores: Vec<Vec<Vec<f64>>>,
+    evals: Vec<(Ranking, Ranking)>,
+    table: Vec<WeightCandidate>,
+    k: usize,
+}
+
+type Ranking = realnet_metrics::RankingMetrics;
+
+/// Scores every weight and window with the memory's map blurred by `sigma` (`memory::fuse`): the
+/// balance measured on the normal items (or the plan's kept one), then `memory::choose_weight`.
+#[allow(clippy::too_many_arguments)]
+fn score(
+    memory: Option<&PatchMemory>,
+    parts: &[(Tensor, Option<Tensor>)],
+    common: &Common,
+    sigma: f64,
+    weights: &[f64],
+    pools: &[i64],
+    plan: &Plan,
+) -> Scored {
+    let q: Vec<Option<Tensor>> = parts
+        .iter()
+        .map(|(p, g)| {
+            memory
+                .zip(g.as_ref())
+                .map(|(m, g)| m.maps_from_grid(g, p.size()[1], sigma))
+        })
+        .collect();
+    let balance = match (memory, plan.keep_balance) {
+        (None, _) => Balance::IDENTITY,
+        (Some(_), Some(b)) => b,
+        (Some(_), None) => {
+            // Sampled over stacks of CHUNK normal items, as when normals were scored apart.
+            let stacked = |map: &dyn Fn(usize, i64) -> Option<Tensor>| -> Vec<f64> {
+                common
+                    .normals
+                    .chunks(CHUNK)
+                    .flat_map(|c| {
+                        let maps: Vec<Tensor> =
+                            c.iter().filter_map(|&(ci, i)| map(ci, i)).collect();
+                        if maps.is_empty() {
+                            Vec::new()
+                        } else {
+                            sampled(&Tensor::stack(&maps, 0))
+                        }
+                    })
+                    .collect()
+            };
+            let p = stacked(&|ci, i| Some(parts[ci].0.get(i)));
+            let q = stacked(&|ci, i| q[ci].as_ref().map(|q| q.get(i)));
+            Balance::of_normal(&p, &q)
+        }
+    };
+    let mut scores = vec![vec![Vec::new(); weights.len()]; pools.len()];
+    for ((p, _), q) in parts.iter().zip(&q) {
+        for (k, &w) in weights.iter().enumerate() {
+            let fused = memory::fuse_if(p, q.as_ref(), w, &balance);
+            for (per_pool, &pool) in scores.iter_mut().zip(pools) {
+                per_pool[k].extend(host_f64(&realnet::image_scores(&fused, pool)));
+            }
+        }
+    }
+    let pix_q: Vec<f64> = common
+        .masked
+        .iter()
+        .filter_map(|&(ci, i)| q[ci].as_ref().map(|q| sampled(&q.get(i))))
+        .flatten()
+        .collect();
+    let pix_q = (!pix_q.is_empty()).then(|| Tensor::from_slice(&pix_q));
+    let evals: Vec<_> = weights
+        .iter()
+        .zip(&scores[0])
+        .map(|(&w, s)| {
+            let pix = host_f64(&memory::fuse_if(&common.pix_p, pix_q.as_ref(), w, &balance));
+            (
+                realnet_metrics::ranking_metrics(s, &common.labels),
+                realnet_metrics::ranking_metrics(&pix, &common.pix_labels),
+            )
+        })
+        .collect();
+    let table: Vec<WeightCandidate> = weights
+        .iter()
+        .zip(&evals)
+        .map(|(&weight, (img, pix))| WeightCandidate {
+            weight,
+            image_auroc: img.auroc.unwrap_or(0.5),
+            pixel_auroc: pix.auroc.unwrap_or(0.5),
+        })
+        .collect();
+    let triples: Vec<_> = table
+        .iter()
+        .map(|c| (c.weight, c.image_auroc, c.pixel_auroc))
+        .collect();
+    let k = memory::choose_weight(&triples, plan.memory.weight).unwrap_or(0);
+    Scored {
+        balance,
+        scores,
+        evals,
+        table,
+        k,
     }
 }
 

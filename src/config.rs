@@ -771,6 +771,18 @@ mod tests {
         assert_eq!(c.model.score_pool_choices, vec![16, 64, 256]);
         let again: Config = toml::from_str(&c.to_toml()).unwrap();
         assert_eq!(again.model.score_pool_choices, vec![16, 64, 256]);
+        // The memory's blur choices likewise (configs saved before the key: none).
+        let old = Config::lite().to_toml().replace("blur_choices = []\n", "");
+        assert!(!old.contains("blur_choices"), "{old}");
+        let back: Config = toml::from_str(&old).unwrap();
+        assert!(back.model.memory.blur_choices.is_empty());
+        let c = Config::resolve("lite", None, &["model.memory.blur_choices=[2,8]".into()]).unwrap();
+        assert_eq!(c.model.memory.blur_choices, vec![2.0, 8.0]);
+        for bad in ["[4,-1]", "[4,65]"] {
+            let e = Config::resolve("lite", None, &[format!("model.memory.blur_choices={bad}")])
+                .unwrap_err();
+            assert!(e.to_string().contains("blur_choices"), "{e}");
+        }
         for bad in ["[16,0]", "[16,257]"] {
             let e = Config::resolve("lite", None, &[format!("model.score_pool_choices={bad}")])
                 .unwrap_err();

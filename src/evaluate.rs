@@ -308,9 +308,23 @@ fn memory_row(c: &WeightChoice) -> String {
         ),
         None => "map = p^w · q^(1−w)".into(),
     };
+    let blurs: Vec<String> = c
+        .blur_candidates
+        .iter()
+        .map(|b| format!("σ {}: {:.4} / {:.4}", b.sigma, b.image_auroc, b.pixel_auroc))
+        .collect();
+    let blur = match c.blur_sigma {
+        Some(s) if !blurs.is_empty() => {
+            format!(
+                "; the memory's blur σ = {s}, by σ at its best w: {}",
+                blurs.join(", ")
+            )
+        }
+        _ => String::new(),
+    };
     format!(
         "{form}, RealNet's weight w = {}, for the image score {} ({}); validation image / pixel \
-         AUROC by w: {}",
+         AUROC by w: {}{blur}",
         c.chosen,
         c.image_weight(),
         c.rule,
@@ -402,6 +416,8 @@ mod tests {
                 },
             ],
             balance: None,
+            blur_sigma: None,
+            blur_candidates: Vec::new(),
         };
         let r = memory_row(&c);
         // Older models score images on the map itself.
@@ -419,6 +435,28 @@ mod tests {
             "{r}"
         );
         assert!(r.starts_with("map = p^w · q^(1−w),"), "{r}");
+        // A chosen blur names every candidate σ after the weights.
+        let blurred = memory_row(&WeightChoice {
+            blur_sigma: Some(8.0),
+            blur_candidates: vec![
+                crate::bundle::BlurCandidate {
+                    sigma: 4.0,
+                    image_auroc: 0.9,
+                    pixel_auroc: 0.8,
+                },
+                crate::bundle::BlurCandidate {
+                    sigma: 8.0,
+                    image_auroc: 0.91,
+                    pixel_auroc: 0.82,
+                },
+            ],
+            ..c.clone()
+        });
+        assert!(
+            blurred
+                .ends_with("σ = 8, by σ at its best w: σ 4: 0.9000 / 0.8000, σ 8: 0.9100 / 0.8200"),
+            "{blurred}"
+        );
         // A balanced model shows the standardisation it fuses with.
         let balanced = WeightChoice {
             balance: Some(crate::bundle::FusionBalance {

@@ -110,6 +110,8 @@ impl Detector {
             memory: &config.model.memory,
             score_pool: config.model.score_pool,
             pools: &config.model.score_pool_choices,
+            // The balance is kept, and it belongs to the model's blur.
+            blurs: &[],
             keep_balance: keep,
             source,
         };

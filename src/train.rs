@@ -620,6 +620,7 @@ fn validate(
         memory: mcfg,
         score_pool: cfg.model.score_pool,
         pools: &cfg.model.score_pool_choices,
+        blurs: &mcfg.blur_choices,
         keep_balance: None,
         source: calibration::Source {
             normals: "held-out normal images",

@@ -433,6 +433,20 @@ fn train_resume_test_predict() {
         .collect();
     realnet::bundle::save_tensors(&moved.join("model.safetensors"), &reweighted).unwrap();
     assert_ne!(scores(&moved), here, "the stored weight is not used");
+    // The memory map's blur σ travels in the model too (validation may choose it).
+    assert_eq!(
+        named["memory.blur_sigma"].double_value(&[0]),
+        meta["memory_weight"]["blur_sigma"].as_f64().unwrap()
+    );
+    let reblurred: Vec<(String, tch::Tensor)> = named
+        .iter()
+        .map(|(k, t)| match k.as_str() {
+            "memory.blur_sigma" => (k.clone(), tch::Tensor::from_slice(&[0.0f64])),
+            _ => (k.clone(), t.shallow_clone()),
+        })
+        .collect();
+    realnet::bundle::save_tensors(&moved.join("model.safetensors"), &reblurred).unwrap();
+    assert_ne!(scores(&moved), here, "the stored blur is not used");
     named.remove("memory.bank");
     let named: Vec<(String, tch::Tensor)> = named.into_iter().collect();
     realnet::bundle::save_tensors(&moved.join("model.safetensors"), &named).unwrap();
@@ -470,6 +484,8 @@ fn train_with_the_self_source() {
             "train.steps=2",
             "--set",
             "model.score_pool_choices=[4,16,128]",
+            "--set",
+            "model.memory.blur_choices=[0,4,16]",
         ],
     ));
     assert!(out.join("model.safetensors").exists());
@@ -485,6 +501,29 @@ fn train_with_the_self_source() {
     let pool = meta["score_pool"].as_i64().unwrap();
     let chosen = cands.iter().find(|c| c["pool"] == pool).unwrap();
     assert!(auroc(chosen) >= best - 0.001, "{meta}");
+    // The memory's blur likewise: every candidate recorded with its best map weight's validation
+    // AUROCs, the chosen one among the best by their mean, and it is the model's.
+    let choice = &meta["memory_weight"];
+    let blurs = choice["blur_candidates"].as_array().unwrap();
+    let sigmas: Vec<f64> = blurs.iter().map(|c| c["sigma"].as_f64().unwrap()).collect();
+    assert_eq!(sigmas, [0.0, 4.0, 16.0]);
+    let merit = |c: &serde_json::Value| {
+        (c["image_auroc"].as_f64().unwrap() + c["pixel_auroc"].as_f64().unwrap()) / 2.0
+    };
+    let best = blurs.iter().map(merit).fold(0.0, f64::max);
+    let sigma = choice["blur_sigma"].as_f64().unwrap();
+    let chosen = blurs.iter().find(|c| c["sigma"] == sigma).unwrap();
+    assert!(merit(chosen) >= best - 0.001, "{meta}");
+    // The chosen σ's own candidate row is the weight table's chosen row.
+    let row = choice["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["weight"] == choice["chosen"])
+        .unwrap();
+    assert_eq!(merit(row), merit(chosen), "{meta}");
+    let named = realnet::bundle::read_tensors(&out.join("model.safetensors")).unwrap();
+    assert_eq!(named["memory.blur_sigma"].double_value(&[0]), sigma);
 }
 
 /// `--precision bf16` trains with mixed precision: saved in the config (a resume must ask for it

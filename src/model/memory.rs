@@ -31,7 +31,13 @@ pub struct MemoryConfig {
     #[serde(default)]
     pub auto_weight: bool,
     /// σ (pixels at the network size) of the Gaussian blur of the distance map; 0 = none.
+    /// With `blur_choices` the prior that breaks ties.
     pub blur_sigma: f64,
+    /// σ values validation may choose the blur from instead (with `auto_weight`, jointly with the
+    /// weight: each σ's best weight, by the same merit). Empty: always `blur_sigma`. Configs saved
+    /// before the key load as empty.
+    #[serde(default)]
+    pub blur_choices: Vec<f64>,
     /// Dimension of the random projection the coreset is selected on.
     pub projection: i64,
     /// Patches per chunk of the coreset selection: the rows (in image order) are cut into equal
@@ -51,6 +57,7 @@ impl Default for MemoryConfig {
             weight: 0.5,
             auto_weight: false,
             blur_sigma: 4.0,
+            blur_choices: Vec::new(),
             projection: 128,
             coreset_chunk: 0,
         }
@@ -63,12 +70,14 @@ impl MemoryConfig {
         let (c, w, b) = (self.coreset, self.weight, self.blur_sigma);
         range_check("model.memory.coreset", c, c > 0.0 && c <= 1.0, "(0, 1]")?;
         range_check("model.memory.weight", w, (0.0..=1.0).contains(&w), "[0, 1]")?;
-        range_check(
-            "model.memory.blur_sigma",
-            b,
-            (0.0..=64.0).contains(&b),
-            "[0, 64]",
-        )?;
+        for b in std::iter::once(b).chain(self.blur_choices.iter().copied()) {
+            range_check(
+                "model.memory.blur_sigma / blur_choices",
+                b,
+                (0.0..=MAX_BLUR).contains(&b),
+                "[0, 64]",
+            )?;
+        }
         if self.projection < 1 {
             return Err("model.memory.projection must be ≥ 1".into());
         }
@@ -89,6 +98,10 @@ pub const WEIGHT: &str = "memory.weight";
 pub const BALANCE: &str = "memory.balance";
 /// The weight of the map the image score is taken from; models saved before it use `WEIGHT`.
 pub const IMAGE_WEIGHT: &str = "memory.image_weight";
+/// The blur σ in use (the chosen one with `blur_choices`); models saved before it use the config's.
+pub const BLUR: &str = "memory.blur_sigma";
+/// The widest blur σ accepted.
+const MAX_BLUR: f64 = 64.0;
 
 /// The bank and the distance that counts as typical for a normal patch (the map's unit).
 #[derive(Debug)]
@@ -381,13 +394,34 @@ impl PatchMemory {
 
     /// Distance maps N×S×S in units of the typical normal distance, blurred.
     pub fn distance_maps(&self, features: &[Tensor], size: i64) -> Tensor {
+        self.maps_from_grid(&self.distance_grid(features), size, self.blur_sigma)
+    }
+
+    /// The patches' distances N×1×h×w in units of the typical normal distance, at the patch grid:
+    /// the costly part of [`Self::distance_maps`], kept when several blurs are compared.
+    pub fn distance_grid(&self, features: &[Tensor]) -> Tensor {
         tch::no_grad(|| {
             let e = embed(features);
             let s = e.size();
-            let d = nn_distance(&rows(&e), &self.bank).reshape([s[0], 1, s[2], s[3]]) / self.scale;
-            let up = d.upsample_bilinear2d([size, size], false, None, None);
-            gaussian_blur(&up, self.blur_sigma).squeeze_dim(1)
+            nn_distance(&rows(&e), &self.bank).reshape([s[0], 1, s[2], s[3]]) / self.scale
         })
+    }
+
+    /// A [`Self::distance_grid`] as maps N×S×S: upsampled, then blurred with `sigma`.
+    pub fn maps_from_grid(&self, grid: &Tensor, size: i64, sigma: f64) -> Tensor {
+        tch::no_grad(|| {
+            let up = grid.upsample_bilinear2d([size, size], false, None, None);
+            gaussian_blur(&up, sigma).squeeze_dim(1)
+        })
+    }
+
+    pub fn blur_sigma(&self) -> f64 {
+        self.blur_sigma
+    }
+
+    /// Replaces the blur σ (the one chosen on validation data).
+    pub fn set_blur_sigma(&mut self, sigma: f64) {
+        self.blur_sigma = sigma;
     }
 
     pub fn weight(&self) -> f64 {
@@ -440,6 +474,7 @@ impl PatchMemory {
                 Tensor::from_slice(&[self.image_weight]),
             ),
             (BALANCE.into(), Tensor::from_slice(&self.balance.values())),
+            (BLUR.into(), Tensor::from_slice(&[self.blur_sigma])),
         ]
     }
 
@@ -504,13 +539,21 @@ impl PatchMemory {
                 }
             }
         };
+        let blur_sigma = match named.get(BLUR) {
+            Some(b) if b.numel() == 1 => b.double_value(&[0]),
+            Some(_) => f64::NAN,
+            None => cfg.blur_sigma,
+        };
+        if !(0.0..=MAX_BLUR).contains(&blur_sigma) {
+            return Err(format!("'{BLUR}' must be one number in [0, {MAX_BLUR}]"));
+        }
         Ok(PatchMemory {
             bank: bank.to_kind(Kind::Float).to_device(device),
             scale,
             weight,
             image_weight,
             balance,
-            blur_sigma: cfg.blur_sigma,
+            blur_sigma,
         })
     }
 }
@@ -813,5 +856,21 @@ mod tests {
         named.remove(WEIGHT);
         let back = PatchMemory::from_named(&named, &cfg, 6, Device::Cpu).unwrap();
         assert_eq!(back.weight(), 0.5);
+        // The blur σ in the model overrides the config's; without it (older models) the config's;
+        // out of range is refused.
+        assert_eq!(back.blur_sigma(), 4.0);
+        named.insert(BLUR.into(), Tensor::from_slice(&[9.0f64]));
+        let back = PatchMemory::from_named(&named, &cfg, 6, Device::Cpu).unwrap();
+        assert!(back.blur_sigma() == 9.0 && cfg.blur_sigma == 4.0);
+        named.remove(BLUR);
+        assert_eq!(
+            PatchMemory::from_named(&named, &cfg, 6, Device::Cpu)
+                .unwrap()
+                .blur_sigma(),
+            4.0
+        );
+        named.insert(BLUR.into(), Tensor::from_slice(&[-1.0f64]));
+        let e = PatchMemory::from_named(&named, &cfg, 6, Device::Cpu).unwrap_err();
+        assert!(e.contains("'memory.blur_sigma'"), "{e}");
     }
 }

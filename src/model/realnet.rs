@@ -217,15 +217,24 @@ impl RealNet {
     /// The unfused parts of the map: RealNet's own probability map and, with a memory, its
     /// distance map (both N×S×S) — what choosing the fusion weight needs.
     pub fn component_maps(&self, features: &[Tensor]) -> (Tensor, Option<Tensor>) {
+        let (p, grid) = self.component_parts(features);
+        let size = p.size()[1];
+        let q = self
+            .memory
+            .as_ref()
+            .zip(grid)
+            .map(|(m, g)| m.maps_from_grid(&g, size, m.blur_sigma()));
+        (p, q)
+    }
+
+    /// RealNet's map (N×S×S) and, with a memory, its distances at the patch grid
+    /// (`PatchMemory::distance_grid`), before upsampling and blur.
+    pub fn component_parts(&self, features: &[Tensor]) -> (Tensor, Option<Tensor>) {
         tch::no_grad(|| {
             let out = self.forward_t(&self.select(features), false);
             let p = anomaly_map(&out.logits);
-            let size = p.size()[1];
-            let q = self
-                .memory
-                .as_ref()
-                .map(|m| m.distance_maps(features, size));
-            (p, q)
+            let grid = self.memory.as_ref().map(|m| m.distance_grid(features));
+            (p, grid)
         })
     }
 
