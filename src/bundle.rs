@@ -67,6 +67,9 @@ pub struct CalibrationRecord {
     /// That run's image-score weight (absent in records written before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_image_weight: Option<f64>,
+    /// That run's blur σ of the memory's map, when calibration chose it again (`--blur-choices`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_blur_sigma: Option<f64>,
 }
 
 /// One image-score pool window as validation (or calibration) saw it: its best image AUROC and

@@ -447,6 +447,9 @@ pub struct CalibrateOptions {
     pub out: PathBuf,
     pub weights: Option<PathBuf>,
     pub batch: usize,
+    /// Blur σ candidates for the memory's map, chosen on the labelled images with the weight (the
+    /// balance is then measured again on their good images); empty: the model's σ and balance.
+    pub blurs: Vec<f64>,
 }
 
 /// Re-chooses the threshold and the fusion weight of `opts.run` on the labelled images and writes
@@ -460,7 +463,18 @@ pub fn calibrate(opts: &CalibrateOptions, device: Device) -> anyhow::Result<Dete
             opts.out.display()
         )));
     }
+    if let Some(b) = opts.blurs.iter().find(|b| !(0.0..=64.0).contains(*b)) {
+        return Err(bad(format!(
+            "--blur-choices holds {b}: every σ must be in [0, 64] (pixels at the network size)"
+        )));
+    }
     let mut det = Detector::load(&opts.run, opts.weights.as_deref(), device)?;
+    if !opts.blurs.is_empty() && det.memory().is_none() {
+        return Err(bad(format!(
+            "{}: --blur-choices needs a model with a patch memory (model.memory.enabled)",
+            opts.run.display()
+        )));
+    }
     let cat = Category::open(&opts.data)?;
     let size = det.image_size();
     let mut items = Vec::with_capacity(cat.test.len());
@@ -503,12 +517,14 @@ pub fn calibrate(opts: &CalibrateOptions, device: Device) -> anyhow::Result<Dete
         .memory_weight
         .as_ref()
         .map(WeightChoice::image_weight);
+    let previous_blur_sigma = det.memory().map(|m| m.blur_sigma());
     det.calibrate(
         &items,
         Source {
             normals: "good images of the calibration set",
             anomalies: "defective images of it",
         },
+        &opts.blurs,
     );
     if with_masks == 0 {
         // No defect pixels to choose from: the pixel threshold stays the validation's.
@@ -527,6 +543,7 @@ pub fn calibrate(opts: &CalibrateOptions, device: Device) -> anyhow::Result<Dete
         previous_threshold,
         previous_weight,
         previous_image_weight,
+        previous_blur_sigma: previous_blur_sigma.filter(|_| !opts.blurs.is_empty()),
     });
     write_run(&opts.run, &opts.out, &det)?;
     Ok(det)

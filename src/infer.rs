@@ -91,8 +91,15 @@ impl Detector {
     }
 
     /// Chooses the fusion weight (every candidate of `memory::weight_grid`, the balance kept) and
-    /// the thresholds anew from labelled images (`calibration::fit`); `meta` records them.
-    pub fn calibrate(&mut self, items: &[calibration::Item], source: calibration::Source) {
+    /// the thresholds anew from labelled images (`calibration::fit`); `meta` records them. With
+    /// `blurs`, the memory map's blur σ too, and the balance is measured again on the good items
+    /// (it belongs to a σ).
+    pub fn calibrate(
+        &mut self,
+        items: &[calibration::Item],
+        source: calibration::Source,
+        blurs: &[f64],
+    ) {
         let Detector {
             meta,
             config,
@@ -104,14 +111,16 @@ impl Detector {
         let (mean, std, dev) = (meta.mean, meta.std, *device);
         let features =
             |imgs: &[&RgbImage]| backbone.features(&batch::images_to_tensor(imgs, mean, std, dev));
-        let keep = net.memory().map(|m| *m.balance());
+        let keep = net
+            .memory()
+            .map(|m| *m.balance())
+            .filter(|_| blurs.is_empty());
         let plan = calibration::Plan {
             weights: &memory::weight_grid(),
             memory: &config.model.memory,
             score_pool: config.model.score_pool,
             pools: &config.model.score_pool_choices,
-            // The balance is kept, and it belongs to the model's blur.
-            blurs: &[],
+            blurs,
             keep_balance: keep,
             source,
         };
@@ -133,6 +142,11 @@ impl Detector {
     }
 
     /// The networks' precision (`--precision`).
+    /// The patch memory, when the model has one.
+    pub fn memory(&self) -> Option<&PatchMemory> {
+        self.net.memory()
+    }
+
     pub fn precision(&self) -> Precision {
         self.backbone.precision()
     }

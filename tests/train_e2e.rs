@@ -368,6 +368,48 @@ fn train_resume_test_predict() {
         close(&cal["threshold"]["val_auroc"], &tj["image_auroc"]),
         "{json}\n{tj}"
     );
+    // --blur-choices: the memory map's blur σ is chosen on the labelled images too (recorded with
+    // every candidate, written into the model); an impossible σ is refused before any work.
+    let calibrate_blur = |out: &Path, blurs: &str| {
+        realnet(&[
+            "calibrate",
+            "--run",
+            a.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+            "--blur-choices",
+            blurs,
+        ])
+    };
+    let cb = tmp.path().join("calibrated_blur");
+    let cal_b: serde_json::Value =
+        serde_json::from_str(&ok(&calibrate_blur(&cb, "0,4,16"))).unwrap();
+    let wb = &cal_b["memory_weight"];
+    let sigmas: Vec<f64> = wb["blur_candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["sigma"].as_f64().unwrap())
+        .collect();
+    assert_eq!(sigmas, [0.0, 4.0, 16.0]);
+    assert_eq!(
+        cal_b["calibration"]["previous_blur_sigma"],
+        meta_a["memory_weight"]["blur_sigma"]
+    );
+    let tb = realnet::bundle::read_tensors(&cb.join("model.safetensors")).unwrap();
+    assert_eq!(
+        tb["memory.blur_sigma"].double_value(&[0]),
+        wb["blur_sigma"].as_f64().unwrap()
+    );
+    expect(
+        "blur σ out of range",
+        &calibrate_blur(&tmp.path().join("cb2"), "4,99"),
+        3,
+        &["--blur-choices holds 99", "[0, 64]"],
+    );
     // An existing folder is not overwritten; a set without defects cannot calibrate.
     let again = calibrate(&data, &c);
     expect("calibrate into a used folder", &again, 3, &["not empty"]);

@@ -26,6 +26,11 @@ pub struct CalibrateArgs {
     /// One JSON object on stdout: the calibrated threshold, weight choice and calibration record.
     #[arg(long)]
     pub json: bool,
+    /// Also choose the patch memory map's blur σ (pixels at the network size) from these, e.g.
+    /// 4,8,16: real defects show how far to smooth, synthetic ones do not (docs/results.md). The
+    /// fusion's balance is then measured again on the good images. Default: the model's σ.
+    #[arg(long, value_delimiter = ',')]
+    pub blur_choices: Vec<f64>,
 }
 
 pub fn run(a: CalibrateArgs, g: &Global) -> anyhow::Result<i32> {
@@ -37,6 +42,7 @@ pub fn run(a: CalibrateArgs, g: &Global) -> anyhow::Result<i32> {
             out: a.out.clone(),
             weights: a.weights,
             batch: a.batch,
+            blurs: a.blur_choices,
         },
         device,
     )?;
@@ -79,6 +85,15 @@ pub fn run(a: CalibrateArgs, g: &Global) -> anyhow::Result<i32> {
                     "  w {:.1}: image AUROC {:.4}, pixel AUROC {:.4}",
                     k.weight, k.image_auroc, k.pixel_auroc
                 );
+            }
+            if let (Some(s), Some(was)) = (w.blur_sigma, c.previous_blur_sigma) {
+                println!("patch memory blur σ {s} (was {was}); each σ at its best weight:");
+                for b in &w.blur_candidates {
+                    println!(
+                        "  σ {}: image AUROC {:.4}, pixel AUROC {:.4}",
+                        b.sigma, b.image_auroc, b.pixel_auroc
+                    );
+                }
             }
         }
         println!("calibrated model: {}", a.out.display());
