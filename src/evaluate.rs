@@ -488,6 +488,7 @@ mod tests {
             previous_threshold: 0.9106,
             previous_weight: Some(0.6),
             previous_image_weight: None,
+            previous_blur_sigma: None,
         };
         assert_eq!(
             calibration_row(&c, Some(0.96994)),
