@@ -49,10 +49,10 @@ pub struct Plan<'a> {
     pub score_pool: i64,
     /// Windows the image score may be pooled with instead (empty: `score_pool` only).
     pub pools: &'a [i64],
-    /// Blur σ candidates for the memory's map (empty: the memory's own); the balance is measured
-    /// for each, so they need `keep_balance` = `None`.
+    /// Blur σ candidates for the memory's map (empty: the memory's own).
     pub blurs: &'a [f64],
-    /// A balance to keep (`None`: measure it on the normal items).
+    /// A balance to keep (`None`: measure it on the normal items). It belongs to the memory's own
+    /// blur, so with `blurs` it is measured for each σ instead.
     pub keep_balance: Option<Balance>,
     pub source: Source<'a>,
 }
@@ -95,7 +95,7 @@ pub fn fit(
     let mut pools = vec![plan.score_pool];
     pools.extend(plan.pools.iter().filter(|&&k| k != plan.score_pool));
     // Each chunk's RealNet map and memory distances, computed once: every blur, weight and window
-    // is scored on them.
+    // is scored on them (one map of S² floats per item is held; validation sets are hundreds).
     let all: Vec<&Item> = items.iter().collect();
     let parts: Vec<(Tensor, Option<Tensor>)> = all
         .chunks(CHUNK)
@@ -328,7 +328,8 @@ fn score(
                 .map(|(m, g)| m.maps_from_grid(g, p.size()[1], sigma))
         })
         .collect();
-    let balance = match (memory, plan.keep_balance) {
+    let keep = plan.keep_balance.filter(|_| plan.blurs.is_empty());
+    let balance = match (memory, keep) {
         (None, _) => Balance::IDENTITY,
         (Some(_), Some(b)) => b,
         (Some(_), None) => {

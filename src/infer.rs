@@ -111,10 +111,7 @@ impl Detector {
         let (mean, std, dev) = (meta.mean, meta.std, *device);
         let features =
             |imgs: &[&RgbImage]| backbone.features(&batch::images_to_tensor(imgs, mean, std, dev));
-        let keep = net
-            .memory()
-            .map(|m| *m.balance())
-            .filter(|_| blurs.is_empty());
+        let keep = net.memory().map(|m| *m.balance());
         let plan = calibration::Plan {
             weights: &memory::weight_grid(),
             memory: &config.model.memory,

@@ -278,8 +278,8 @@ fn train_resume_test_predict() {
     assert_eq!(scores(&moved), here);
 
     // calibrate: threshold and fusion weight chosen again on labelled images, into a new folder.
-    let calibrate = |labelled: &Path, out: &Path| {
-        realnet(&[
+    let calibrate_with = |labelled: &Path, out: &Path, extra: &[&str]| {
+        let mut args = vec![
             "calibrate",
             "--run",
             a.to_str().unwrap(),
@@ -288,8 +288,11 @@ fn train_resume_test_predict() {
             "--out",
             out.to_str().unwrap(),
             "--json",
-        ])
+        ];
+        args.extend(extra);
+        realnet(&args)
     };
+    let calibrate = |labelled: &Path, out: &Path| calibrate_with(labelled, out, &[]);
     let meta_before = std::fs::read(a.join("meta.json")).unwrap();
     let c = tmp.path().join("calibrated");
     let json = ok(&calibrate(&data, &c));
@@ -370,20 +373,8 @@ fn train_resume_test_predict() {
     );
     // --blur-choices: the memory map's blur σ is chosen on the labelled images too (recorded with
     // every candidate, written into the model); an impossible σ is refused before any work.
-    let calibrate_blur = |out: &Path, blurs: &str| {
-        realnet(&[
-            "calibrate",
-            "--run",
-            a.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--json",
-            "--blur-choices",
-            blurs,
-        ])
-    };
+    let calibrate_blur =
+        |out: &Path, blurs: &str| calibrate_with(&data, out, &["--blur-choices", blurs]);
     let cb = tmp.path().join("calibrated_blur");
     let cal_b: serde_json::Value =
         serde_json::from_str(&ok(&calibrate_blur(&cb, "0,4,16"))).unwrap();
