@@ -138,12 +138,12 @@ impl Detector {
             .unwrap_or_default()
     }
 
-    /// The networks' precision (`--precision`).
     /// The patch memory, when the model has one.
     pub fn memory(&self) -> Option<&PatchMemory> {
         self.net.memory()
     }
 
+    /// The networks' precision (`--precision`).
     pub fn precision(&self) -> Precision {
         self.backbone.precision()
     }

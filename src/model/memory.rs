@@ -33,9 +33,9 @@ pub struct MemoryConfig {
     /// σ (pixels at the network size) of the Gaussian blur of the distance map; 0 = none.
     /// With `blur_choices` the prior that breaks ties.
     pub blur_sigma: f64,
-    /// σ values validation may choose the blur from instead (with `auto_weight`, jointly with the
-    /// weight: each σ's best weight, by the same merit). Empty: always `blur_sigma`. Configs saved
-    /// before the key load as empty.
+    /// σ values validation may choose the blur from instead: each σ at its best weight (every
+    /// candidate weight with `auto_weight`, else `weight`), by the weight's merit. Empty: always
+    /// `blur_sigma`. Configs saved before the key load as empty.
     #[serde(default)]
     pub blur_choices: Vec<f64>,
     /// Dimension of the random projection the coreset is selected on.
@@ -392,13 +392,8 @@ impl PatchMemory {
         self.bank.size()[0]
     }
 
-    /// Distance maps N×S×S in units of the typical normal distance, blurred.
-    pub fn distance_maps(&self, features: &[Tensor], size: i64) -> Tensor {
-        self.maps_from_grid(&self.distance_grid(features), size, self.blur_sigma)
-    }
-
     /// The patches' distances N×1×h×w in units of the typical normal distance, at the patch grid:
-    /// the costly part of [`Self::distance_maps`], kept when several blurs are compared.
+    /// the costly part of the map, kept when several blurs are compared ([`Self::maps_from_grid`]).
     pub fn distance_grid(&self, features: &[Tensor]) -> Tensor {
         tch::no_grad(|| {
             let e = embed(features);
