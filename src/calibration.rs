@@ -464,9 +464,14 @@ pub fn calibrate(opts: &CalibrateOptions, device: Device) -> anyhow::Result<Dete
             opts.out.display()
         )));
     }
-    if let Some(b) = opts.blurs.iter().find(|b| !(0.0..=64.0).contains(*b)) {
+    if let Some(b) = opts
+        .blurs
+        .iter()
+        .find(|b| !(0.0..=memory::MAX_BLUR).contains(*b))
+    {
         return Err(bad(format!(
-            "--blur-choices holds {b}: every σ must be in [0, 64] (pixels at the network size)"
+            "--blur-choices holds {b}: every σ must be in [0, {}] (pixels at the network size)",
+            memory::MAX_BLUR
         )));
     }
     let mut det = Detector::load(&opts.run, opts.weights.as_deref(), device)?;

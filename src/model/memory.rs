@@ -75,7 +75,7 @@ impl MemoryConfig {
                 "model.memory.blur_sigma / blur_choices",
                 b,
                 (0.0..=MAX_BLUR).contains(&b),
-                "[0, 64]",
+                &format!("[0, {MAX_BLUR}]"),
             )?;
         }
         if self.projection < 1 {
@@ -100,8 +100,8 @@ pub const BALANCE: &str = "memory.balance";
 pub const IMAGE_WEIGHT: &str = "memory.image_weight";
 /// The blur σ in use (the chosen one with `blur_choices`); models saved before it use the config's.
 pub const BLUR: &str = "memory.blur_sigma";
-/// The widest blur σ accepted.
-const MAX_BLUR: f64 = 64.0;
+/// The widest blur σ accepted (config, model file, `calibrate --blur-choices`).
+pub const MAX_BLUR: f64 = 64.0;
 
 /// The bank and the distance that counts as typical for a normal patch (the map's unit).
 #[derive(Debug)]
@@ -327,19 +327,13 @@ pub fn weight_grid() -> Vec<f64> {
 /// Two validation AUROCs closer than this are a tie (a few validation images are noise).
 pub const WEIGHT_TIE: f64 = 0.001;
 
-/// Index of the best candidate (weight, image AUROC, pixel AUROC) by the mean of image and pixel
-/// validation AUROC; among those within [`WEIGHT_TIE`] of the best, the one closest to `prior`
-/// (the configured weight), so that a category where both parts are perfect on synthetic
-/// anomalies keeps the prior. The map's weight.
+/// Index of the best candidate (value, image AUROC, pixel AUROC) by the mean of image and pixel
+/// validation AUROC; among those within [`WEIGHT_TIE`] of the best, the one whose value is closest
+/// to `prior` (the configured one), so that a category where both parts are perfect on synthetic
+/// anomalies keeps the prior. The value is the map's weight, or the memory's blur σ (each at its
+/// best weight).
 pub fn choose_weight(candidates: &[(f64, f64, f64)], prior: f64) -> Option<usize> {
-    choose_by(candidates, prior, |c| (c.1 + c.2) / 2.0)
-}
-
-fn choose_by(
-    candidates: &[(f64, f64, f64)],
-    prior: f64,
-    merit: impl Fn(&(f64, f64, f64)) -> f64,
-) -> Option<usize> {
+    let merit = |c: &(f64, f64, f64)| (c.1 + c.2) / 2.0;
     let best = candidates
         .iter()
         .map(&merit)
@@ -500,20 +494,21 @@ impl PatchMemory {
         if !(scale.is_finite() && scale > 0.0) {
             return Err(format!("'{SCALE}' must be one positive number"));
         }
-        let read_weight = |name: &str, absent: f64| {
-            let w = match named.get(name) {
-                Some(w) if w.numel() == 1 => w.double_value(&[0]),
+        // One number in [0, max]; `absent` for models saved before the tensor existed.
+        let read_one = |name: &str, absent: f64, max: f64| {
+            let v = match named.get(name) {
+                Some(v) if v.numel() == 1 => v.double_value(&[0]),
                 Some(_) => f64::NAN,
                 None => absent,
             };
-            if (0.0..=1.0).contains(&w) {
-                Ok(w)
+            if (0.0..=max).contains(&v) {
+                Ok(v)
             } else {
-                Err(format!("'{name}' must be one number in [0, 1]"))
+                Err(format!("'{name}' must be one number in [0, {max}]"))
             }
         };
-        let weight = read_weight(WEIGHT, cfg.weight)?;
-        let image_weight = read_weight(IMAGE_WEIGHT, weight)?;
+        let weight = read_one(WEIGHT, cfg.weight, 1.0)?;
+        let image_weight = read_one(IMAGE_WEIGHT, weight, 1.0)?;
         let balance = match named.get(BALANCE) {
             None => Balance::IDENTITY,
             Some(b) => {
@@ -534,14 +529,7 @@ impl PatchMemory {
                 }
             }
         };
-        let blur_sigma = match named.get(BLUR) {
-            Some(b) if b.numel() == 1 => b.double_value(&[0]),
-            Some(_) => f64::NAN,
-            None => cfg.blur_sigma,
-        };
-        if !(0.0..=MAX_BLUR).contains(&blur_sigma) {
-            return Err(format!("'{BLUR}' must be one number in [0, {MAX_BLUR}]"));
-        }
+        let blur_sigma = read_one(BLUR, cfg.blur_sigma, MAX_BLUR)?;
         Ok(PatchMemory {
             bank: bank.to_kind(Kind::Float).to_device(device),
             scale,
