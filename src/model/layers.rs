@@ -29,6 +29,28 @@ pub fn conv2d(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, bias: bool)
     nn::conv2d(p, cin, cout, k, cfg)
 }
 
+/// The forward of a 3×3, stride-1, padding-1 layer built by [`conv2d`] or [`zero_conv2d`]: by
+/// Winograd F(4,3) where that is faster (wide f32 layers on the CPU, outside autograd; see
+/// [`super::winograd`]), by libtorch's kernel everywhere else.
+pub fn conv3x3_fwd(conv: &nn::Conv2D, x: &Tensor) -> Tensor {
+    use tch::nn::Module;
+    if super::winograd::enabled() && !grad_enabled() && super::winograd::worth_it(x, &conv.ws) {
+        super::winograd::conv3x3(x, &conv.ws, conv.bs.as_ref())
+    } else {
+        conv.forward(x)
+    }
+}
+
+/// Whether autograd records operations now (false inside `tch::no_grad`). tch keeps libtorch's
+/// grad-mode query private and views keep `requires_grad` even in no-grad mode, so this asks an
+/// arithmetic op on a one-element leaf (well under a microsecond next to a wide convolution).
+pub fn grad_enabled() -> bool {
+    thread_local! {
+        static LEAF: Tensor = Tensor::zeros([1], (tch::Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+    }
+    LEAF.with(|t| t.neg().requires_grad())
+}
+
 /// A convolution whose weights and bias start at zero (output heads, attention projections).
 pub fn zero_conv2d(p: nn::Path, cin: i64, cout: i64, k: i64) -> nn::Conv2D {
     let cfg = nn::ConvConfig {
@@ -91,6 +113,30 @@ pub fn official_min_group_channels() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A wide layer: Winograd outside autograd (same numbers up to rounding), libtorch's kernel
+    /// with gradients inside it (so training's backward is libtorch's own).
+    #[test]
+    fn conv3x3_fwd_uses_winograd_only_outside_autograd() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let conv = conv2d(vs.root(), 128, 128, 3, 1, true);
+        let x = Tensor::randn([2, 128, 32, 32], (tch::Kind::Float, tch::Device::Cpu));
+        let direct = x.conv2d(&conv.ws, conv.bs.as_ref(), [1, 1], [1, 1], [1, 1], 1);
+        let diff = |y: &Tensor| f64::try_from((y - &direct).abs().max()).unwrap();
+        let with_grad = conv3x3_fwd(&conv, &x);
+        assert!(with_grad.requires_grad());
+        assert_eq!(diff(&with_grad), 0.0, "autograd runs libtorch's kernel");
+        let inference = tch::no_grad(|| conv3x3_fwd(&conv, &x));
+        let d = diff(&inference);
+        assert!(
+            d > 0.0 && d < 1e-4,
+            "winograd differs by rounding only: {d}"
+        );
+        assert!(grad_enabled());
+        assert!(!tch::no_grad(grad_enabled));
+        assert!(grad_enabled(), "no_grad restores the mode");
+    }
 
     #[test]
     fn groups_divide_channels() {

@@ -7,3 +7,4 @@ pub mod memory;
 pub mod realnet;
 pub mod recon;
 pub mod rrs;
+pub mod winograd;

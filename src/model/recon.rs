@@ -99,7 +99,7 @@ impl ResBlock {
             Resample::Down => avg_pool2(&h),
             Resample::Up(up) => up.forward(&h),
         };
-        let h = self.conv.forward(&h);
+        let h = layers::conv3x3_fwd(&self.conv, &h);
         let skip = match &self.skip {
             Skip::Identity => x.shallow_clone(),
             Skip::Conv(c) => c.forward(x),
@@ -218,7 +218,7 @@ impl ReconUnet {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let mut h = self.stem.forward(x);
+        let mut h = layers::conv3x3_fwd(&self.stem, x);
         let mut skips = vec![h.shallow_clone()];
         for stage in &self.encoder {
             h = stage.forward(&h);
@@ -236,8 +236,10 @@ impl ReconUnet {
                 h = stage.forward(&Tensor::cat(&[h, skip], 1));
             }
         }
-        self.out_conv
-            .forward(&layers::group_norm_fwd(&self.out_norm, &h).silu())
+        layers::conv3x3_fwd(
+            &self.out_conv,
+            &layers::group_norm_fwd(&self.out_norm, &h).silu(),
+        )
     }
 }
 

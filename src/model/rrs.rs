@@ -116,16 +116,19 @@ impl Rrs {
     pub fn discriminate(&self, x: &Tensor, out_size: i64, train: bool) -> Tensor {
         let mut x = x.shallow_clone();
         for (c3, c1) in &self.res_stack {
-            x = &x + c1.forward(&c3.forward(&x.relu()).relu());
+            x = &x + c1.forward(&layers::conv3x3_fwd(c3, &x.relu()).relu());
         }
         let x = x.relu();
-        let x = self.bn1.forward_t(&self.conv1.forward(&x), train).relu();
-        let x = self.conv2.forward(&x).relu();
-        let x = self.conv3.forward(&x).relu();
+        let x = self
+            .bn1
+            .forward_t(&layers::conv3x3_fwd(&self.conv1, &x), train)
+            .relu();
+        let x = layers::conv3x3_fwd(&self.conv2, &x).relu();
+        let x = layers::conv3x3_fwd(&self.conv3, &x).relu();
         let s = x.size();
         let x = upsample_bilinear(&x, s[2] * 2, s[3] * 2);
-        let x = self.conv4.forward(&x).relu();
-        let x = self.conv5.forward(&x);
+        let x = layers::conv3x3_fwd(&self.conv4, &x).relu();
+        let x = layers::conv3x3_fwd(&self.conv5, &x);
         x.upsample_bilinear2d([out_size, out_size], true, None, None)
     }
 }

@@ -181,11 +181,11 @@ impl ResBlock {
                 x = nearest_up2(&x);
             }
         }
-        let h = self.in_conv.forward(&h);
+        let h = layers::conv3x3_fwd(&self.in_conv, &h);
         let e = self.emb.forward(&emb.silu()).unsqueeze(-1).unsqueeze(-1);
         let ss = e.chunk(2, 1);
         let h = layers::group_norm_fwd(&self.out_norm, &h) * (&ss[0] + 1.0) + &ss[1];
-        let h = self.out_conv.forward(&h.silu());
+        let h = layers::conv3x3_fwd(&self.out_conv, &h.silu());
         match &self.skip {
             Some(s) => s.forward(&x) + h,
             None => x + h,
