@@ -254,7 +254,7 @@ mod tests {
     /// flipped transform would pass a random-data test only by luck, never this one.
     #[test]
     fn impulse_gives_the_kernel() {
-        let mut x = Tensor::zeros([1, 1, 8, 8], (Kind::Float, Device::Cpu));
+        let x = Tensor::zeros([1, 1, 8, 8], (Kind::Float, Device::Cpu));
         let _ = x.get(0).get(0).get(4).get(5).fill_(1.0);
         let wt = Tensor::arange(9, (Kind::Float, Device::Cpu)).reshape([1, 1, 3, 3]);
         let y = conv3x3(&x, &wt, None);
