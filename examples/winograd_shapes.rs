@@ -1,7 +1,7 @@
 //! Per-layer timing behind `model::winograd::{MIN_CHANNELS, MIN_SIDE}`: libtorch's direct 3×3
-//! convolution against Winograd F(4,3) on the shapes of the paper and small presets, one thread,
-//! median of alternating runs.
-//!   cargo run --release --example winograd_shapes [-- BATCH [ROUNDS]]
+//! convolution against Winograd F(4,3) on the shapes of the paper and small presets, one thread
+//! unless told, median of alternating runs.
+//!   cargo run --release --example winograd_shapes [-- BATCH [ROUNDS [THREADS]]]
 use realnet::model::winograd;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -10,10 +10,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let batch: i64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
     let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(7);
+    let threads: i32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
     realnet::alloc::keep_freed_memory();
-    tch::set_num_threads(1);
+    tch::set_num_threads(threads);
     let _guard = tch::no_grad_guard();
-    println!("batch {batch}, {rounds} rounds, one thread; ms per call (median)");
+    println!("batch {batch}, {rounds} rounds, {threads} thread(s); ms per call (median)");
     println!("| Cin → Cout | side | direct | winograd | ratio | winograd, U given | ratio | chosen | max rel. diff |");
     println!("|---|---|---|---|---|---|---|---|---|");
     // (Cin, Cout, side): the recon UNets' and RRS head's layers (paper: 256/512/1024 selected
