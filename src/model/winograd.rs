@@ -279,7 +279,10 @@ mod tests {
         assert!(worth_it(&x(512, 32), &w(256, 512)));
         assert!(!worth_it(&x(512, 16), &w(512, 512)), "16² map");
         assert!(worth_it(&x(768, 32), &w(512, 768)));
-        assert!(!worth_it(&x(1024, 32), &w(512, 1024)), "filter transform too large");
+        assert!(
+            !worth_it(&x(1024, 32), &w(512, 1024)),
+            "filter transform too large"
+        );
         assert!(!worth_it(&x(128, 64), &w(64, 128)), "narrow output");
         assert!(!worth_it(&x(64, 64), &w(64, 64)), "narrow");
 
