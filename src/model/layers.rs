@@ -34,7 +34,9 @@ pub fn conv2d(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, bias: bool)
 /// [`super::winograd`]), by libtorch's kernel everywhere else.
 pub fn conv3x3_fwd(conv: &nn::Conv2D, x: &Tensor) -> Tensor {
     use tch::nn::Module;
-    if super::winograd::enabled() && !grad_enabled() && super::winograd::worth_it(x, &conv.ws) {
+    // Shape checks first: the grad-mode query makes a tiny tensor op, which every narrow layer
+    // of a training step would otherwise pay for nothing.
+    if super::winograd::enabled() && super::winograd::worth_it(x, &conv.ws) && !grad_enabled() {
         super::winograd::conv3x3(x, &conv.ws, conv.bs.as_ref())
     } else {
         conv.forward(x)
