@@ -6,6 +6,11 @@
 //! the same hundreds of megabytes. Profiles of a lite training step showed ≈ 15 % of the time in the
 //! kernel's page-fault path. Raising the thresholds keeps that memory mapped between steps; the peak
 //! (what the step needs at once) does not change. `docs/performance.md` has the before/after.
+//!
+//! glibc caps the mmap threshold at 32 MiB, and a batch of 8 attention matrices at 32² positions
+//! (8 × 1024 × 1024 floats) or the RRS head's stacked residuals are just above it, so those were
+//! still mapped and zero-filled afresh four times per attention block and step. With mmap turned
+//! off (`M_MMAP_MAX` 0) every block comes from the heap, which is reused.
 
 /// The largest mmap threshold glibc accepts on 64-bit targets (`DEFAULT_MMAP_THRESHOLD_MAX`).
 pub const MMAP_THRESHOLD: i32 = 32 << 20;
@@ -13,6 +18,8 @@ pub const MMAP_THRESHOLD: i32 = 32 << 20;
 pub const TRIM_THRESHOLD: i32 = i32::MAX;
 /// Extra bytes requested from the kernel whenever the heap grows, so growth happens rarely.
 pub const TOP_PAD: i32 = 64 << 20;
+/// How many blocks glibc may serve by `mmap` at once: none, so the largest tensors are reused too.
+pub const MMAP_MAX: i32 = 0;
 
 /// Applies the settings once, early in `main`. A user who tunes glibc with its own
 /// `MALLOC_*_` environment variables keeps their values; `REALNET_ALLOCATOR=default` opts out.
@@ -41,6 +48,7 @@ fn apply() -> bool {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
             && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
             && libc::mallopt(libc::M_TOP_PAD, TOP_PAD) == 1
+            && libc::mallopt(libc::M_MMAP_MAX, MMAP_MAX) == 1
     }
 }
 
