@@ -8,9 +8,12 @@
 //! (what the step needs at once) does not change. `docs/performance.md` has the before/after.
 //!
 //! glibc caps the mmap threshold at 32 MiB, and a batch of 8 attention matrices at 32² positions
-//! (8 × 1024 × 1024 floats) or the RRS head's stacked residuals are just above it, so those were
-//! still mapped and zero-filled afresh four times per attention block and step. With mmap turned
-//! off (`M_MMAP_MAX` 0) every block comes from the heap, which is reused.
+//! (8 × 1024 × 1024 floats), the RRS head's stacked residuals or the paper networks' wide maps are
+//! above it, so those were still mapped and zero-filled afresh at every use. The detector's
+//! commands therefore also turn mmap off ([`reuse_large_blocks`]): every block then comes from
+//! the heap, which is reused (paper inference at batch 8 −15 %, peak RSS unchanged;
+//! docs/performance.md). The SDAS denoiser keeps mmap for its largest blocks: at 256² its heap
+//! fragmented (−14 % time but peak RSS +9 %, above the PyTorch reference's).
 
 /// The largest mmap threshold glibc accepts on 64-bit targets (`DEFAULT_MMAP_THRESHOLD_MAX`).
 pub const MMAP_THRESHOLD: i32 = 32 << 20;
@@ -18,17 +21,26 @@ pub const MMAP_THRESHOLD: i32 = 32 << 20;
 pub const TRIM_THRESHOLD: i32 = i32::MAX;
 /// Extra bytes requested from the kernel whenever the heap grows, so growth happens rarely.
 pub const TOP_PAD: i32 = 64 << 20;
-/// How many blocks glibc may serve by `mmap` at once: none, so the largest tensors are reused too.
+/// How many blocks glibc may serve by `mmap` at once under [`reuse_large_blocks`]: none.
 pub const MMAP_MAX: i32 = 0;
 
 /// Applies the settings once, early in `main`. A user who tunes glibc with its own
 /// `MALLOC_*_` environment variables keeps their values; `REALNET_ALLOCATOR=default` opts out.
 /// Returns whether anything was changed.
 pub fn keep_freed_memory() -> bool {
-    let env: Vec<(String, String)> = std::env::vars_os()
+    wanted(&env_pairs()) && apply()
+}
+
+/// Also serves blocks above the 32 MiB threshold from the heap (the detector's training and
+/// inference; see the module's note), under the same opt-outs as [`keep_freed_memory`].
+pub fn reuse_large_blocks() -> bool {
+    wanted(&env_pairs()) && apply_mmap_max()
+}
+
+fn env_pairs() -> Vec<(String, String)> {
+    std::env::vars_os()
         .map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into()))
-        .collect();
-    wanted(&env) && apply()
+        .collect()
 }
 
 /// Whether to tune, given the environment: not when glibc is already tuned by the user
@@ -48,8 +60,18 @@ fn apply() -> bool {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
             && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
             && libc::mallopt(libc::M_TOP_PAD, TOP_PAD) == 1
-            && libc::mallopt(libc::M_MMAP_MAX, MMAP_MAX) == 1
     }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn apply_mmap_max() -> bool {
+    // SAFETY: as in `apply`; glibc takes its arena lock for the change.
+    unsafe { libc::mallopt(libc::M_MMAP_MAX, MMAP_MAX) == 1 }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn apply_mmap_max() -> bool {
+    false
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
@@ -71,6 +93,7 @@ mod tests {
     #[test]
     fn glibc_accepts_the_settings() {
         assert!(super::apply());
+        assert!(super::apply_mmap_max());
     }
 
     #[test]

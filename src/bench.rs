@@ -424,6 +424,10 @@ fn record(
 
 /// Runs one measurement in this process and returns its JSON record (with `peak_rss_mib`).
 pub fn run_unit(opts: &Options, unit: Unit) -> anyhow::Result<Value> {
+    if matches!(unit.what, What::Infer | What::Train | What::TrainCached) {
+        // As `realnet train`/`test`/`predict` run the detector (crate::alloc).
+        crate::alloc::reuse_large_blocks();
+    }
     let mut m = match unit.what {
         What::Infer => measure_infer(opts, unit)?,
         What::Train | What::TrainCached => measure_train(opts, unit)?,
@@ -605,6 +609,50 @@ fn measure_train(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value
         "non-finite loss {losses:?}"
     );
     let mut m = record(opts, unit, &times, 1.0, model.total, iters, warmup);
+    if opts.phases && opts.precision == Precision::F32 {
+        // Prefixes of the step (f32), each timed on its own as the whole: the backbone + AFS pass(es),
+        // then also RealNet's forward and loss, then also the backward (the rest is Adam).
+        let features = || {
+            let _ = tch::no_grad(|| net.select(&bb.features(&x_anom)));
+            if cache.is_none() {
+                let _ = clean_features();
+            }
+        };
+        let forward = || {
+            let feats = tch::no_grad(|| net.select(&bb.features(&x_anom)));
+            let clean = match &cache {
+                Some(c) => c.iter().map(|t| t.index_select(0, &rows)).collect(),
+                None => clean_features(),
+            };
+            let out = net.forward_t(&feats, true);
+            realnet::loss(&out, &mask, &clean).0.double_value(&[])
+        };
+        let fwd_bwd = || {
+            let feats = tch::no_grad(|| net.select(&bb.features(&x_anom)));
+            let clean = match &cache {
+                Some(c) => c.iter().map(|t| t.index_select(0, &rows)).collect(),
+                None => clean_features(),
+            };
+            net.forward_backward(vs, &params, &feats, &mask, &clean, opts.precision)
+        };
+        let t = |f: &mut dyn FnMut()| median(&time_calls(f, warmup, iters, opts.budget()));
+        let t_features = t(&mut || features());
+        let t_forward = t(&mut || {
+            forward();
+        });
+        let t_fwd_bwd = t(&mut || {
+            fwd_bwd();
+        });
+        m.insert(
+            "phases_s".into(),
+            json!({
+                "backbone_afs": t_features,
+                "realnet_forward_loss": t_forward - t_features,
+                "backward": t_fwd_bwd - t_forward,
+                "adam_and_rest": median(&times) - t_fwd_bwd,
+            }),
+        );
+    }
     m.insert("trainable_params".into(), json!(model.trainable));
     m.insert("last_loss".into(), json!(losses.last().copied()));
     m.insert("params_detail".into(), model.table.clone());

@@ -42,7 +42,8 @@ pub struct BenchArgs {
     pub seed: u64,
     /// `infer` records also carry "phases_s": seconds per image in the backbone, in AFS +
     /// reconstruction + residuals, and in RRS + discriminator + maps + scores (each prefix of the
-    /// forward timed on its own, as the whole).
+    /// forward timed on its own, as the whole); `train` records the same for the step: backbone
+    /// + AFS, RealNet's forward and loss, backward, and Adam with the rest.
     #[arg(long)]
     pub phases: bool,
     /// Run every measurement in this process (peak RSS then accumulates).

@@ -110,6 +110,18 @@ pub enum Command {
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    if matches!(
+        cli.command,
+        Command::Demo(_)
+            | Command::Train(_)
+            | Command::Test(_)
+            | Command::Predict(_)
+            | Command::Calibrate(_)
+            | Command::Serve(_)
+    ) {
+        // The detector's tensors above glibc's 32 MiB mmap cap are reused too (realnet::alloc).
+        realnet::alloc::reuse_large_blocks();
+    }
     realnet::device::set_threads(cli.global.threads);
     match cli.command {
         Command::Demo(a) => demo::run(a, &cli.global),
