@@ -65,7 +65,8 @@ fn apply() -> bool {
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn apply_mmap_max() -> bool {
-    // SAFETY: as in `apply`; glibc takes its arena lock for the change.
+    // SAFETY: mallopt only changes glibc's allocator parameters, under its arena lock, and its
+    // success is checked; blocks already mapped stay valid (they are unmapped on free as before).
     unsafe { libc::mallopt(libc::M_MMAP_MAX, MMAP_MAX) == 1 }
 }
 

@@ -591,12 +591,17 @@ fn measure_train(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value
     let cache: Option<Vec<Tensor>> = cached.then(clean_features);
     let rows = Tensor::arange(b, (Kind::Int64, opts.device));
     let mut losses = Vec::new();
-    let mut step = || {
+    // The step's inputs: the anomalous batch's features and the clean ones (MSE targets).
+    let inputs = || {
         let feats = tch::no_grad(|| net.select(&bb.features(&x_anom)));
-        let clean = match &cache {
+        let clean: Vec<Tensor> = match &cache {
             Some(c) => c.iter().map(|t| t.index_select(0, &rows)).collect(),
             None => clean_features(),
         };
+        (feats, clean)
+    };
+    let mut step = || {
+        let (feats, clean) = inputs();
         let (l, grads) = net.forward_backward(vs, &params, &feats, &mask, &clean, opts.precision);
         adam.step_with(&params, &grads);
         losses.push(l.total);
@@ -612,31 +617,19 @@ fn measure_train(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value
     if opts.phases && opts.precision == Precision::F32 {
         // Prefixes of the step (f32), each timed on its own as the whole: the backbone + AFS pass(es),
         // then also RealNet's forward and loss, then also the backward (the rest is Adam).
-        let features = || {
-            let _ = tch::no_grad(|| net.select(&bb.features(&x_anom)));
-            if cache.is_none() {
-                let _ = clean_features();
-            }
-        };
         let forward = || {
-            let feats = tch::no_grad(|| net.select(&bb.features(&x_anom)));
-            let clean = match &cache {
-                Some(c) => c.iter().map(|t| t.index_select(0, &rows)).collect(),
-                None => clean_features(),
-            };
+            let (feats, clean) = inputs();
             let out = net.forward_t(&feats, true);
             realnet::loss(&out, &mask, &clean).0.double_value(&[])
         };
         let fwd_bwd = || {
-            let feats = tch::no_grad(|| net.select(&bb.features(&x_anom)));
-            let clean = match &cache {
-                Some(c) => c.iter().map(|t| t.index_select(0, &rows)).collect(),
-                None => clean_features(),
-            };
+            let (feats, clean) = inputs();
             net.forward_backward(vs, &params, &feats, &mask, &clean, opts.precision)
         };
         let t = |f: &mut dyn FnMut()| median(&time_calls(f, warmup, iters, opts.budget()));
-        let t_features = t(&mut || features());
+        let t_features = t(&mut || {
+            inputs();
+        });
         let t_forward = t(&mut || {
             forward();
         });

@@ -68,10 +68,10 @@ impl AttentionBlock {
         let scale = 1.0 / (ch as f64).sqrt().sqrt();
         let q = &parts[0] * scale;
         let k = &parts[1] * scale;
+        // aᵀ = W·vᵀ rather than a = v·Wᵀ: the backward then gives ∂W contiguous, where the other
+        // order hands softmax's backward a transposed (bh, t, t) gradient that it first copies
+        // (at 1024 positions that copy was a fifth of the block's forward + backward).
         let weight = q.transpose(1, 2).bmm(&k).softmax(-1, q.kind()); // (bh, t_query, t_key)
-                                                                      // aᵀ = W·vᵀ rather than a = v·Wᵀ: the backward then gives ∂W contiguous, where the other
-                                                                      // order hands softmax's backward a transposed (bh, t, t) gradient that it first copies
-                                                                      // (at 1024 positions that copy was a fifth of the block's forward + backward).
         let a = weight.bmm(&parts[2].transpose(1, 2)).transpose(1, 2); // (bh, ch, t_query)
         let out = self.proj_out.forward(&a.reshape([b, c, t]));
         (xf + out).reshape([b, c, h, w])
