@@ -61,11 +61,34 @@ pub const MIN_SIDE: i64 = 32;
 /// 75 and 113 MB, which raised its peak RSS above the PyTorch reference's.
 pub const MAX_FILTER_VALUES: i64 = 1 << 24;
 
-/// False when the environment sets `REALNET_CONV=direct`: every convolution then runs libtorch's
-/// kernel, for bit-for-bit comparisons with the PyTorch reference or an A/B timing in one build.
+/// Whether the wide layers use Winograd: `REALNET_CONV=direct` never (bit-for-bit comparisons
+/// with the PyTorch reference, A/B timing in one build), `REALNET_CONV=winograd` always, otherwise
+/// only on CPUs without AVX-512. Measured per layer (`examples/winograd_shapes.rs`, one thread,
+/// batch 1): on an AVX2 CPU 0.52–0.87 of the direct kernel's time for every layer the rule picks,
+/// on an AVX-512 CPU 1.02–1.59 — oneDNN's AVX-512 direct kernel wins there at every shape.
 pub fn enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("REALNET_CONV").map_or(true, |v| v != "direct"))
+    *ON.get_or_init(|| choose(std::env::var("REALNET_CONV").ok().as_deref(), has_avx512()))
+}
+
+/// The rule of [`enabled`], given the variable's value and the CPU.
+fn choose(var: Option<&str>, avx512: bool) -> bool {
+    match var {
+        Some("direct") => false,
+        Some("winograd") => true,
+        _ => !avx512,
+    }
+}
+
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// `Kron(T, T)` as a dense f32 matrix: applied to a row-major flattened tile d (i·cols + j) it
@@ -189,6 +212,17 @@ fn band(xp: &Tensor, u: &Tensor, bt: &Tensor, at: &Tensor) -> Tensor {
 
 #[cfg(test)]
 mod tests {
+    /// `direct` and `winograd` force the choice; unset (or anything else) follows the CPU.
+    #[test]
+    fn the_variable_forces_and_the_cpu_decides_otherwise() {
+        for avx512 in [false, true] {
+            assert!(!super::choose(Some("direct"), avx512));
+            assert!(super::choose(Some("winograd"), avx512));
+            assert_eq!(super::choose(None, avx512), !avx512);
+            assert_eq!(super::choose(Some("auto"), avx512), !avx512);
+        }
+    }
+
     use super::*;
 
     fn direct(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
