@@ -212,18 +212,18 @@ fn band(xp: &Tensor, u: &Tensor, bt: &Tensor, at: &Tensor) -> Tensor {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// `direct` and `winograd` force the choice; unset (or anything else) follows the CPU.
     #[test]
     fn the_variable_forces_and_the_cpu_decides_otherwise() {
         for avx512 in [false, true] {
-            assert!(!super::choose(Some("direct"), avx512));
-            assert!(super::choose(Some("winograd"), avx512));
-            assert_eq!(super::choose(None, avx512), !avx512);
-            assert_eq!(super::choose(Some("auto"), avx512), !avx512);
+            assert!(!choose(Some("direct"), avx512));
+            assert!(choose(Some("winograd"), avx512));
+            assert_eq!(choose(None, avx512), !avx512);
+            assert_eq!(choose(Some("auto"), avx512), !avx512);
         }
     }
-
-    use super::*;
 
     fn direct(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
         x.conv2d(w, b, [1, 1], [1, 1], [1, 1], 1)
