@@ -40,6 +40,27 @@ pub fn reuse_large_blocks() -> bool {
     wanted(&env) && !keeps_mmap(&env) && apply_mmap_max()
 }
 
+/// Hands the free pages inside the heap back to the kernel (glibc's `malloc_trim`). With the
+/// largest blocks on the heap ([`reuse_large_blocks`]) and trimming off, one phase's freed blocks
+/// stay resident and the next phase's blocks of other sizes come on top of them: a short lite
+/// training on bottle peaked 100 MiB above glibc's mmap in the patch-memory phase. Called between
+/// the phases of a long command; the pages fault in again only where they are reused.
+/// Returns whether anything was released.
+pub fn release_free_memory() -> bool {
+    trim()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() -> bool {
+    // SAFETY: malloc_trim only returns free heap pages to the kernel, under glibc's arena locks.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() -> bool {
+    false
+}
+
 /// Whether `REALNET_ALLOCATOR=mmap` asks to keep glibc's mmap for the largest blocks.
 fn keeps_mmap(env: &[(String, String)]) -> bool {
     env.iter()
@@ -104,6 +125,38 @@ mod tests {
     fn glibc_accepts_the_settings() {
         assert!(super::apply());
         assert!(super::apply_mmap_max());
+    }
+
+    /// Resident set of this process in MiB (Linux).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn rss_mib() -> f64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+        let pages: f64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * 4096.0 / (1 << 20) as f64
+    }
+
+    /// With mmap off and trimming off, a freed 40 MiB block stays resident until released. (The
+    /// test runs on a thread of its own, so glibc serves it from a secondary arena, whose heaps
+    /// hold at most 64 MiB and whose top chunk only trimming gives back: a guard block keeps the
+    /// freed one off the top.)
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn released_heap_pages_leave_the_resident_set() {
+        assert!(super::apply() && super::apply_mmap_max());
+        let block = vec![1u8; 40 << 20];
+        let guard = vec![1u8; 64 << 10];
+        std::hint::black_box((&block, &guard));
+        let before = rss_mib();
+        drop(block);
+        let kept = rss_mib();
+        assert!(super::release_free_memory());
+        let after = rss_mib();
+        drop(guard);
+        assert!(
+            kept > before - 16.0,
+            "freed block was not kept: {before} → {kept} MiB"
+        );
+        assert!(after < kept - 24.0, "release left {after} of {kept} MiB");
     }
 
     #[test]

@@ -151,6 +151,7 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         );
     }
     std::fs::write(opts.out.join(bundle::CONFIG), cfg.to_toml())?;
+    crate::alloc::release_free_memory();
 
     let mut clean = clean_feature_cache(&ctx, &net, &fit);
     if step == 0 {
@@ -245,6 +246,9 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
         });
     }
 
+    // What only the steps needed goes before the memory and validation passes allocate theirs.
+    drop((clean, adam));
+    crate::alloc::release_free_memory();
     vs.freeze();
     if cfg.model.memory.enabled {
         let t = Instant::now();
@@ -255,6 +259,7 @@ pub fn train(opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
             t.elapsed().as_secs_f64()
         );
         net.set_memory(m);
+        crate::alloc::release_free_memory();
     }
     let fitted = validate(&ctx, &mut net, &val)?;
     let (threshold, memory_weight) = (fitted.threshold, fitted.choice);
