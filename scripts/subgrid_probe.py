@@ -11,7 +11,8 @@ the test image shifted by ±2 px in each direction gives four grids whose cells 
 
 OUT caches features, the bank and the distance grids. Measured 2026-12-02 (docs/results.md, "A finer
 grid for the memory's map"): test grids 2073 s at one thread; 32×32 σ 4 0.9743 / 0.8339 / 0.7195 / AP
-0.3307, 64×64 σ 4 0.9754 / 0.8356 / 0.7291 / 0.3335, 64×64 σ 2 0.9724 / 0.8325 / 0.7266 / 0.3299.
+0.3307, 64×64 σ 4 0.9754 / 0.8356 / 0.7291 / 0.3335, 64×64 σ 2 0.9724 / 0.8325 / 0.7266 / 0.3299; bottle: 32×32 σ 4 1.000 / 0.9823 / 0.9339 / 0.7348, 64×64
+σ 4 1.000 / 0.9822 / 0.9339 / 0.7370, σ 2 1.000 / 0.9824 / 0.9363 / 0.7416.
 """
 import argparse, json, math, os, sys, time
 import numpy as np, torch, torch.nn.functional as F
