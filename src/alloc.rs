@@ -48,18 +48,15 @@ pub fn reuse_large_blocks() -> bool {
 /// the phases of a long command; the pages fault in again only where they are reused.
 /// Returns whether anything was released.
 pub fn release_free_memory() -> bool {
-    trim()
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim() -> bool {
-    // SAFETY: malloc_trim only returns free heap pages to the kernel, under glibc's arena locks.
-    unsafe { libc::malloc_trim(0) == 1 }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim() -> bool {
-    false
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only returns free heap pages to the kernel, under glibc's arena locks.
+        unsafe { libc::malloc_trim(0) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
 }
 
 /// Whether `REALNET_ALLOCATOR=mmap` asks to keep glibc's mmap for the largest blocks.
