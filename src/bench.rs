@@ -526,10 +526,8 @@ fn measure_infer(opts: &Options, unit: Unit) -> anyhow::Result<Map<String, Value
     let size = opts.preset.config().model.image_size;
     let pool = opts.preset.config().model.score_pool;
     let x = randn(&[b, 3, size, size], opts.device);
-    let fwd = || {
-        let feats = model.backbone.features(&x);
-        model.net.maps_and_scores(&feats, pool)
-    };
+    let backbone = |x: &Tensor| model.backbone.features(x);
+    let fwd = || model.net.maps_and_scores(&x, &backbone, pool);
     let (maps, scores) = fwd();
     anyhow::ensure!(
         maps.size() == [b, size, size] && scores.size() == [b],

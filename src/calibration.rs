@@ -68,7 +68,8 @@ pub struct Fitted {
     pub pool_candidates: Vec<PoolCandidate>,
 }
 
-/// Scores `items` with `net` (`features` = the frozen backbone's pass); with a patch memory, first
+/// Scores `items` with `net` (`input` = the normalised batch of images, `features` = the frozen
+/// backbone's pass on one); with a patch memory, first
 /// the fusion's balance and the weight: each candidate is scored by image and pixel AUROC and
 /// `memory::choose_weight` picks one; the choice is set in `net`. The image score's weight and
 /// pool window are chosen together by image AUROC (`choose_image_score`). Then the image
@@ -76,7 +77,8 @@ pub struct Fitted {
 /// likewise over the masks.
 pub fn fit(
     net: &mut RealNet,
-    features: &dyn Fn(&[&RgbImage]) -> Vec<Tensor>,
+    input: &dyn Fn(&[&RgbImage]) -> Tensor,
+    features: &dyn Fn(&Tensor) -> Vec<Tensor>,
     items: &[Item],
     plan: &Plan,
 ) -> Fitted {
@@ -101,7 +103,7 @@ pub fn fit(
         .chunks(CHUNK)
         .map(|chunk| {
             let imgs: Vec<&RgbImage> = chunk.iter().map(|c| &c.image).collect();
-            net.component_parts(&features(&imgs))
+            net.component_parts(&input(&imgs), features)
         })
         .collect();
     let common = Common::new(&all, &parts);

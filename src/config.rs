@@ -749,6 +749,14 @@ mod tests {
         assert!(!old.contains("auto_weight"), "{old}");
         let back: Config = toml::from_str(&old).unwrap();
         assert!(back.model.memory.enabled && !back.model.memory.auto_weight);
+        // The finer grid: off in both presets and in configs saved before the key; `--set` turns it on.
+        assert!(!Config::lite().model.memory.subgrid && !Config::paper().model.memory.subgrid);
+        let old = Config::lite().to_toml().replace("subgrid = false\n", "");
+        assert!(!old.contains("subgrid"), "{old}");
+        let back: Config = toml::from_str(&old).unwrap();
+        assert!(!back.model.memory.subgrid);
+        let on = Config::resolve("lite", None, &["model.memory.subgrid=true".into()]).unwrap();
+        assert!(on.model.memory.subgrid);
     }
 
     /// The image score's candidate windows: none in `paper` (the spec's 16) and in configs saved

@@ -109,8 +109,8 @@ impl Detector {
             ..
         } = self;
         let (mean, std, dev) = (meta.mean, meta.std, *device);
-        let features =
-            |imgs: &[&RgbImage]| backbone.features(&batch::images_to_tensor(imgs, mean, std, dev));
+        let input = |imgs: &[&RgbImage]| batch::images_to_tensor(imgs, mean, std, dev);
+        let features = |x: &Tensor| backbone.features(x);
         let keep = net.memory().map(|m| *m.balance());
         let plan = calibration::Plan {
             weights: &memory::weight_grid(),
@@ -121,7 +121,7 @@ impl Detector {
             keep_balance: keep,
             source,
         };
-        let fitted = calibration::fit(net, &features, items, &plan);
+        let fitted = calibration::fit(net, &input, &features, items, &plan);
         meta.threshold = fitted.threshold;
         meta.score_pool = fitted.score_pool;
         meta.score_pool_candidates = fitted.pool_candidates;
@@ -159,9 +159,10 @@ impl Detector {
         }
         tch::no_grad(|| {
             let x = batch::images_to_tensor(imgs, self.meta.mean, self.meta.std, self.device);
+            let backbone = |x: &Tensor| self.backbone.features(x);
             let (maps, scores) = self
                 .net
-                .maps_and_scores(&self.backbone.features(&x), self.meta.score_pool);
+                .maps_and_scores(&x, &backbone, self.meta.score_pool);
             let scores: Vec<f32> =
                 Vec::try_from(scores.to_device(Device::Cpu).to_kind(Kind::Float))
                     .unwrap_or_default();

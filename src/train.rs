@@ -465,8 +465,12 @@ fn make_batch(
 }
 
 fn backbone_features(ctx: &Ctx, imgs: &[&RgbImage]) -> Vec<Tensor> {
-    let x = batch::images_to_tensor(imgs, ctx.mean, ctx.std, ctx.device);
-    ctx.backbone.features(&x)
+    ctx.backbone.features(&input(ctx, imgs))
+}
+
+/// The normalised batch of `imgs` on the device.
+fn input(ctx: &Ctx, imgs: &[&RgbImage]) -> Tensor {
+    batch::images_to_tensor(imgs, ctx.mean, ctx.std, ctx.device)
 }
 
 /// One step's losses and gradients (of `params`, in their order).
@@ -615,7 +619,8 @@ fn validate(
     } else {
         Vec::new()
     };
-    let features = |imgs: &[&RgbImage]| backbone_features(ctx, imgs);
+    let input = |imgs: &[&RgbImage]| input(ctx, imgs);
+    let features = |x: &Tensor| ctx.backbone.features(x);
     let anomalies = format!(
         "synthetic anomalies on them (source {})",
         ctx.synth.val_source()
@@ -632,7 +637,7 @@ fn validate(
             anomalies: &anomalies,
         },
     };
-    Ok(calibration::fit(net, &features, &items, &plan))
+    Ok(calibration::fit(net, &input, &features, &items, &plan))
 }
 
 fn save_checkpoint(out: &Path, vs: &nn::VarStore, adam: &Adam, step: usize) -> anyhow::Result<()> {

@@ -519,6 +519,8 @@ fn train_with_the_self_source() {
             "model.score_pool_choices=[4,16,128]",
             "--set",
             "model.memory.blur_choices=[0,4,16]",
+            "--set",
+            "model.memory.subgrid=true",
         ],
     ));
     assert!(out.join("model.safetensors").exists());
@@ -557,6 +559,36 @@ fn train_with_the_self_source() {
     assert_eq!(merit(row), merit(chosen), "{meta}");
     let named = realnet::bundle::read_tensors(&out.join("model.safetensors")).unwrap();
     assert_eq!(named["memory.blur_sigma"].double_value(&[0]), sigma);
+    // The memory's finer grid is the run's: the same model with it turned off in its saved
+    // configuration scores the test images otherwise (the grid it searches is not the same).
+    let coarse = tmp.path().join("own-coarse");
+    copy_dir(&out, &coarse);
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("subgrid = true"), "{config}");
+    std::fs::write(
+        coarse.join("config.toml"),
+        config.replace("subgrid = true", "subgrid = false"),
+    )
+    .unwrap();
+    let scores = |run: &Path| -> Vec<f64> {
+        let out = realnet(&[
+            "predict",
+            "--run",
+            run.to_str().unwrap(),
+            data.join("test").to_str().unwrap(),
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["score"].as_f64().unwrap()
+            })
+            .collect()
+    };
+    let (fine, plain) = (scores(&out), scores(&coarse));
+    assert!(!fine.is_empty() && fine.len() == plain.len());
+    assert!(fine.iter().all(|s| s.is_finite()), "{fine:?}");
+    assert_ne!(fine, plain);
 }
 
 /// `--precision bf16` trains with mixed precision: saved in the config (a resume must ask for it
@@ -601,6 +633,10 @@ fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
     }
 }

@@ -196,11 +196,17 @@ impl RealNet {
         self.memory.as_ref()
     }
 
-    /// Eval-mode anomaly maps (N×S×S) and image scores (N) from backbone features: the one
-    /// inference computation, shared by validation, `test`, `predict` and `serve`.
-    pub fn maps_and_scores(&self, features: &[Tensor], pool: i64) -> (Tensor, Tensor) {
+    /// Eval-mode anomaly maps (N×S×S) and image scores (N) of the normalised batch `x`, whose
+    /// frozen features `backbone` gives: the one inference computation, shared by validation,
+    /// `test`, `predict` and `serve`.
+    pub fn maps_and_scores(
+        &self,
+        x: &Tensor,
+        backbone: &dyn Fn(&Tensor) -> Vec<Tensor>,
+        pool: i64,
+    ) -> (Tensor, Tensor) {
         tch::no_grad(|| {
-            let (p, q) = self.component_maps(features);
+            let (p, q) = self.component_maps(x, backbone);
             let (maps, scored) = match (&self.memory, q) {
                 (Some(m), Some(q)) => {
                     let maps = m.fuse(&p, &q);
@@ -216,8 +222,12 @@ impl RealNet {
 
     /// The unfused parts of the map: RealNet's own probability map and, with a memory, its
     /// distance map (both N×S×S) — what choosing the fusion weight needs.
-    pub fn component_maps(&self, features: &[Tensor]) -> (Tensor, Option<Tensor>) {
-        let (p, grid) = self.component_parts(features);
+    pub fn component_maps(
+        &self,
+        x: &Tensor,
+        backbone: &dyn Fn(&Tensor) -> Vec<Tensor>,
+    ) -> (Tensor, Option<Tensor>) {
+        let (p, grid) = self.component_parts(x, backbone);
         let size = p.size()[1];
         let q = self
             .memory
@@ -229,11 +239,19 @@ impl RealNet {
 
     /// RealNet's map (N×S×S) and, with a memory, its distances at the patch grid
     /// (`PatchMemory::distance_grid`), before upsampling and blur.
-    pub fn component_parts(&self, features: &[Tensor]) -> (Tensor, Option<Tensor>) {
+    pub fn component_parts(
+        &self,
+        x: &Tensor,
+        backbone: &dyn Fn(&Tensor) -> Vec<Tensor>,
+    ) -> (Tensor, Option<Tensor>) {
         tch::no_grad(|| {
-            let out = self.forward_t(&self.select(features), false);
+            let features = backbone(x);
+            let out = self.forward_t(&self.select(&features), false);
             let p = anomaly_map(&out.logits);
-            let grid = self.memory.as_ref().map(|m| m.distance_grid(features));
+            let grid = self
+                .memory
+                .as_ref()
+                .map(|m| m.distance_grid(&features, x, backbone));
             (p, grid)
         })
     }
