@@ -442,11 +442,13 @@ impl PatchMemory {
             if !self.subgrid {
                 return self.grid_of(features);
             }
-            let grids: Vec<Tensor> = SUBGRID_SHIFTS
+            // One backbone pass and one search over the four shifted copies: larger products.
+            let shifted: Vec<Tensor> = SUBGRID_SHIFTS
                 .iter()
-                .map(|&(dy, dx)| self.grid_of(&backbone(&shift(x, dy, dx))))
+                .map(|&(dy, dx)| shift(x, dy, dx))
                 .collect();
-            interleave(&grids)
+            let grids = self.grid_of(&backbone(&Tensor::cat(&shifted, 0)));
+            interleave(&grids.chunk(SUBGRID_SHIFTS.len() as i64, 0))
         })
     }
 
@@ -755,8 +757,11 @@ mod tests {
                 .map(|&s| x.avg_pool2d([s, s], [s, s], [0, 0], false, true, None::<i64>))
                 .collect()
         };
+        // Zero-mean pixels: features whose norm is not mostly a common offset, so the search's
+        // ‖q‖² − 2q·b + ‖b‖² keeps its precision whatever the batch (the shifted copies are
+        // searched as one batch, the reference image by image).
         tch::manual_seed(11);
-        let normal = Tensor::rand([2, 3, 64, 64], (Kind::Float, Device::Cpu));
+        let normal = Tensor::randn([2, 3, 64, 64], (Kind::Float, Device::Cpu));
         let patches = rows(&embed(&backbone(&normal)));
         let cfg = MemoryConfig {
             enabled: true,
@@ -771,12 +776,13 @@ mod tests {
         let named: std::collections::HashMap<String, Tensor> = plain.named().into_iter().collect();
         let fine = PatchMemory::from_named(&named, &fine_cfg, 6, Device::Cpu).unwrap();
         assert!(fine.subgrid() && !plain.subgrid());
-        let x = Tensor::rand([1, 3, 64, 64], (Kind::Float, Device::Cpu));
+        // Two images: the copies of one image must not mix with the other's.
+        let x = Tensor::randn([2, 3, 64, 64], (Kind::Float, Device::Cpu));
         let coarse = plain.distance_grid(&backbone(&x), &x, &backbone);
         let grid = fine.distance_grid(&backbone(&x), &x, &backbone);
         assert_eq!(
             (coarse.size(), grid.size()),
-            (vec![1, 1, 8, 8], vec![1, 1, 16, 16])
+            (vec![2, 1, 8, 8], vec![2, 1, 16, 16])
         );
         // The shifted image built independently: rows and columns read at clamped indices.
         let moved = |d: i64| {
@@ -790,7 +796,7 @@ mod tests {
             let (a, b) = ((dy + 2) / 4, (dx + 2) / 4);
             let got = grid.slice(2, a, 16, 2).slice(3, b, 16, 2);
             let diff = (&got - &want).abs().max().double_value(&[]);
-            assert!(diff < 1e-5, "shift ({dy}, {dx}): {diff}");
+            assert!(diff < 1e-4, "shift ({dy}, {dx}): {diff}");
         }
         // The shifted grids see other patches than the plain one.
         assert!(
