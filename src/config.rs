@@ -759,6 +759,24 @@ mod tests {
         assert!(on.model.memory.subgrid);
     }
 
+    /// The documented Magnetic Tile overlay resolves over `lite` to the configuration measured in
+    /// docs/results.md (a partial file: every other key stays the preset's).
+    #[test]
+    fn the_magnetic_tile_example_config_resolves_over_lite() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/magnetic_tile.toml");
+        let c = Config::resolve("lite", Some(&file), &[]).unwrap();
+        let m = &c.model.memory;
+        assert!(m.enabled && m.auto_weight && m.subgrid);
+        assert_eq!((m.coreset, m.coreset_chunk), (0.2, 65536));
+        assert_eq!(c.model.score_pool_choices, vec![4, 8, 16, 32, 64, 128, 256]);
+        assert_eq!(c.train.val_shade_prob, Some(0.3));
+        let mut rest = c.clone();
+        rest.model.memory = Config::lite().model.memory;
+        rest.model.score_pool_choices = Vec::new();
+        rest.train.val_shade_prob = None;
+        assert_eq!(rest, Config::lite());
+    }
+
     /// The image score's candidate windows: none in `paper` (the spec's 16) and in configs saved
     /// before the key; set from `--set`, range-checked.
     #[test]
