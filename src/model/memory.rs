@@ -180,8 +180,8 @@ pub fn interleave(grids: &[Tensor]) -> Tensor {
     Tensor::stack(&rows, 3).reshape([n, c, 2 * h, 2 * w])
 }
 
-/// Distance of every row of `q` to its nearest row of `bank` (length = rows of `q`). Blocks of
-/// 8192 × 16384 candidates (512 MB in f32) bound the memory whatever the sizes.
+/// Distance of every row of `q` to its nearest row of `bank` (length = rows of `q`), in blocks of
+/// [`search_blocks`] rows, which bound the memory whatever the sizes.
 ///
 /// ‖q − b‖² = ‖q‖² − 2q·b + ‖b‖²: the block's minimum over b of ‖b‖² − 2q·b comes from one
 /// `addmm` and one pass, and only the minima get ‖q‖² and the square root. That is what `cdist`
@@ -189,8 +189,22 @@ pub fn interleave(grids: &[Tensor]) -> Tensor {
 /// search in the tiles' 10 % bank (1024 × 70,250 × 168) 0.42 s against cdist's 0.54–0.59 s at one
 /// thread, the same metrics (docs/results.md).
 pub fn nn_distance(q: &Tensor, bank: &Tensor) -> Tensor {
-    const Q: i64 = 8192;
-    const B: i64 = 16384;
+    let (q_rows, b_rows) = search_blocks(q.device());
+    nn_distance_in_blocks(q, bank, q_rows, b_rows)
+}
+
+/// Query × bank rows per block of [`nn_distance`]. On a CPU a block of 1024 × 4096 distances
+/// (16 MB) is still in cache when the minimum reads it back, where a 512 MB block goes to memory
+/// and back (one thread, 4096 queries × 140,496 × 168: 5.0–5.5 s against 7.2–7.4 s; docs/performance.md).
+/// On a GPU large blocks keep the device busy with few launches.
+pub fn search_blocks(device: Device) -> (i64, i64) {
+    match device {
+        Device::Cpu => (1024, 4096),
+        _ => (8192, 16384),
+    }
+}
+
+fn nn_distance_in_blocks(q: &Tensor, bank: &Tensor, q_rows: i64, b_rows: i64) -> Tensor {
     let (nq, nb) = (q.size()[0], bank.size()[0]);
     if nq == 0 || nb == 0 {
         return Tensor::full([nq], f64::NAN, (Kind::Float, q.device()));
@@ -198,15 +212,15 @@ pub fn nn_distance(q: &Tensor, bank: &Tensor) -> Tensor {
     let sq = |t: &Tensor| t.square().sum_dim_intlist(1, false, Kind::Float);
     let bank_sq = sq(bank).unsqueeze(0);
     let parts: Vec<Tensor> = (0..nq)
-        .step_by(Q as usize)
+        .step_by(q_rows as usize)
         .map(|j| {
-            let qj = q.narrow(0, j, Q.min(nq - j));
+            let qj = q.narrow(0, j, q_rows.min(nq - j));
             // −2q (exact in floating point) so that a plain addmm adds ‖b‖².
             let q2 = &qj * -2.0;
             let nearest = (0..nb)
-                .step_by(B as usize)
+                .step_by(b_rows as usize)
                 .map(|i| {
-                    let n = B.min(nb - i);
+                    let n = b_rows.min(nb - i);
                     bank_sq
                         .narrow(1, i, n)
                         .addmm(&q2, &bank.narrow(0, i, n).tr())
@@ -634,12 +648,18 @@ mod tests {
         let bank = Tensor::randn([20000, 3], (Kind::Float, Device::Cpu));
         let q = Tensor::randn([9000, 3], (Kind::Float, Device::Cpu));
         let direct = Tensor::cdist(&q, &bank, 2.0, Some(2)).min_dim(1, false).0;
-        let diff = (nn_distance(&q, &bank) - &direct)
-            .abs()
-            .max()
-            .double_value(&[]);
-        assert!(diff < 1e-4, "{diff}");
         assert!(direct.mean(Kind::Double).double_value(&[]) > 1e-2);
+        // The CPU's blocks, the GPU's, and odd sizes that leave a remainder in both directions.
+        let searches = [
+            nn_distance(&q, &bank),
+            nn_distance_in_blocks(&q, &bank, 8192, 16384),
+            nn_distance_in_blocks(&q, &bank, 1000, 3001),
+        ];
+        for found in searches {
+            assert_eq!(found.size(), [9000]);
+            let diff = (found - &direct).abs().max().double_value(&[]);
+            assert!(diff < 1e-4, "{diff}");
+        }
     }
 
     /// Plain farthest-point selection on host vectors: the reference the tensor version must follow.
