@@ -650,9 +650,10 @@ mod tests {
         let direct = Tensor::cdist(&q, &bank, 2.0, Some(2)).min_dim(1, false).0;
         assert!(direct.mean(Kind::Double).double_value(&[]) > 1e-2);
         // The CPU's blocks, the GPU's, and odd sizes that leave a remainder in both directions.
+        let (gpu_q, gpu_b) = search_blocks(Device::Cuda(0));
         let searches = [
             nn_distance(&q, &bank),
-            nn_distance_in_blocks(&q, &bank, 8192, 16384),
+            nn_distance_in_blocks(&q, &bank, gpu_q, gpu_b),
             nn_distance_in_blocks(&q, &bank, 1000, 3001),
         ];
         for found in searches {
