@@ -54,6 +54,17 @@ pub struct SdasTrainConfig {
     /// saved before this key train in f32.
     #[serde(default = "crate::config::default_precision")]
     pub precision: String,
+    /// P2 weighting of the ε MSE, 1 / (k + SNR_t)^γ (`Schedule::p2_weights`; beyond the paper):
+    /// γ = 0 is the official unweighted loss (and configs saved before the key), P2's own
+    /// recommendation is γ = 1, k = 1.
+    #[serde(default)]
+    pub p2_gamma: f64,
+    #[serde(default = "one")]
+    pub p2_k: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl SdasTrainConfig {
@@ -105,6 +116,8 @@ impl SdasConfig {
                     checkpoint_every: 1000,
                     seed: 100,
                     precision: crate::config::default_precision(),
+                    p2_gamma: 0.0,
+                    p2_k: 1.0,
                 },
                 sample,
             }),
@@ -127,6 +140,8 @@ impl SdasConfig {
                     checkpoint_every: 100,
                     seed: 100,
                     precision: crate::config::default_precision(),
+                    p2_gamma: 0.0,
+                    p2_k: 1.0,
                 },
                 sample: SampleConfig {
                     batch_size: 8,
@@ -181,6 +196,12 @@ impl SdasConfig {
         let e = t.ema_decay;
         crate::config::range_check("train.ema_decay", e, (0.0..1.0).contains(&e), "[0, 1)")
             .or_else(bad)?;
+        if !(t.p2_gamma >= 0.0 && t.p2_gamma.is_finite() && t.p2_k > 0.0 && t.p2_k.is_finite()) {
+            return bad(format!(
+                "train.p2_gamma = {} must be ≥ 0 and train.p2_k = {} positive",
+                t.p2_gamma, t.p2_k
+            ));
+        }
         if !(t.clip_grad_norm >= 0.0 && t.clip_grad_norm.is_finite()) {
             return bad(format!(
                 "train.clip_grad_norm = {} must be ≥ 0",
@@ -223,6 +244,25 @@ mod tests {
             assert_eq!(back, c);
         }
         assert!(SdasConfig::preset("huge").is_err());
+    }
+
+    #[test]
+    fn p2_weighting_is_off_by_default_and_checked() {
+        let lite = SdasConfig::preset("lite").unwrap();
+        assert_eq!((lite.train.p2_gamma, lite.train.p2_k), (0.0, 1.0));
+        let old = lite
+            .to_toml()
+            .replace("p2_gamma = 0.0\n", "")
+            .replace("p2_k = 1.0\n", "");
+        assert!(!old.contains("p2_"), "{old}");
+        let back: SdasConfig = toml::from_str(&old).unwrap();
+        assert_eq!(back, lite);
+        let on = SdasConfig::resolve("lite", None, &["train.p2_gamma=1".into()]).unwrap();
+        assert_eq!(on.train.p2_gamma, 1.0);
+        for bad in ["train.p2_gamma=-1", "train.p2_k=0"] {
+            let e = SdasConfig::resolve("lite", None, &[bad.into()]).unwrap_err();
+            assert!(e.to_string().contains("p2_"), "{e}");
+        }
     }
 
     #[test]

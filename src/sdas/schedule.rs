@@ -127,6 +127,20 @@ impl Schedule {
             .to_device(like.device())
     }
 
+    /// The ε MSE's weight at each `t` under P2 weighting (Choi et al., CVPR 2022, "Perception
+    /// Prioritized Training of Diffusion Models", built on guided-diffusion): 1 / (k + SNR_t)^γ with
+    /// SNR_t = ᾱ_t / (1 − ᾱ_t). It moves the loss from the nearly clean steps, where the network only
+    /// removes invisible noise, to the steps where content forms; γ = 0 gives 1 everywhere (the
+    /// official loss).
+    pub fn p2_weights(&self, t: &[i64], gamma: f64, k: f64) -> Vec<f64> {
+        t.iter()
+            .map(|&i| {
+                let a = self.alphas_cumprod[i as usize];
+                (k + a / (1.0 - a)).powf(-gamma)
+            })
+            .collect()
+    }
+
     /// x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε.
     pub fn q_sample(&self, x0: &Tensor, t: &[i64], noise: &Tensor) -> Tensor {
         self.at(&self.sqrt_alphas_cumprod, t, x0) * x0
@@ -240,6 +254,13 @@ impl LossTerms {
     pub fn loss(&self) -> Tensor {
         &self.mse + &self.vb
     }
+
+    /// Per-sample loss with the ε MSE weighted per sample (`Schedule::p2_weights`); weights of 1
+    /// give `loss`.
+    pub fn weighted_loss(&self, mse_weights: &[f64]) -> Tensor {
+        let w: Vec<f32> = mse_weights.iter().map(|&w| w as f32).collect();
+        Tensor::from_slice(&w).to_device(self.mse.device()) * &self.mse + &self.vb
+    }
 }
 
 fn normal_kl(m1: &Tensor, lv1: &Tensor, m2: &Tensor, lv2: &Tensor) -> Tensor {
@@ -313,6 +334,32 @@ fn round_half_even(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn p2_weights_follow_the_signal_to_noise_ratio() {
+        let s = Schedule::linear(1000);
+        let t = [0i64, 100, 500, 999];
+        // γ = 0: the official loss.
+        assert!(s.p2_weights(&t, 0.0, 1.0).iter().all(|&w| w == 1.0));
+        let w = s.p2_weights(&t, 1.0, 1.0);
+        // t = 0: ᾱ = 1 − 1e-4, SNR = 9999, so 1 / (1 + 9999).
+        assert!((w[0] - 1e-4).abs() < 1e-9, "{w:?}");
+        // The noisiest step: SNR ≈ 4e-5, weight ≈ 1.
+        assert!(w[3] > 0.9999 && w[3] <= 1.0, "{w:?}");
+        assert!(w.windows(2).all(|p| p[0] < p[1]), "{w:?}");
+        let half = s.p2_weights(&t, 0.5, 1.0);
+        for (h, f) in half.iter().zip(&w) {
+            assert!((h * h - f).abs() < 1e-12);
+        }
+        // Ones give the unweighted loss; other weights scale only the MSE.
+        let terms = LossTerms {
+            mse: Tensor::from_slice(&[0.5f32, 2.0]),
+            vb: Tensor::from_slice(&[0.25f32, 1.0]),
+        };
+        assert!(terms.weighted_loss(&[1.0, 1.0]).equal(&terms.loss()));
+        let got = Vec::<f32>::try_from(terms.weighted_loss(&[0.5, 0.0])).unwrap();
+        assert_eq!(got, vec![0.5, 1.0]);
+    }
 
     #[test]
     fn ddim20_keeps_every_fiftieth_step() {

@@ -153,6 +153,8 @@ struct Noised {
     eps: Tensor,
     /// Class ids.
     y: Tensor,
+    /// The ε MSE's weight per sample (`Schedule::p2_weights`; all 1 for the official loss).
+    mse_weights: Vec<f64>,
 }
 
 /// The mean loss of one micro-batch, its terms, and the loss's gradients in `params`' order. In
@@ -170,7 +172,7 @@ fn micro_step(
     let t_dev = Tensor::from_slice(&b.t).to_device(b.xt.device());
     let out = net.forward(&b.xt, &t_dev, Some(&b.y));
     let terms = sched.training_terms(&out, &b.x0, &b.xt, &b.t, &b.eps);
-    let loss = terms.loss().mean(Kind::Float);
+    let loss = terms.weighted_loss(&b.mse_weights).mean(Kind::Float);
     let grads = Tensor::run_backward(&[&loss], params, false, false);
     (loss, terms, grads)
 }
@@ -353,7 +355,15 @@ pub fn train(opts: &SdasTrainOptions) -> anyhow::Result<SdasTrainSummary> {
         )
         .view([b as i64, 3, s, s]);
         let xt = sched.q_sample(&x0, &t, &eps);
-        let batch = Noised { x0, xt, t, eps, y };
+        let mse_weights = sched.p2_weights(&t, cfg.train.p2_gamma, cfg.train.p2_k);
+        let batch = Noised {
+            x0,
+            xt,
+            t,
+            eps,
+            y,
+            mse_weights,
+        };
         let (loss, terms, g) = micro_step(&net, &vs, &params, &sched, &batch, precision);
         accumulate(&mut grads, g);
         if cfg.train.clip_grad_norm > 0.0 {
@@ -562,6 +572,7 @@ mod tests {
             t,
             eps,
             y: Tensor::from_slice(&[0i64, 1]),
+            mse_weights: vec![1.0; 2],
         };
         let (_, t32, g32) = micro_step(&net, &vs, &params, &sched, &b, Precision::F32);
         let (_, t16, g16) = micro_step(&net, &vs, &params, &sched, &b, Precision::Bf16);
