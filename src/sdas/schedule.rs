@@ -129,9 +129,9 @@ impl Schedule {
 
     /// The ε MSE's weight at each `t` under P2 weighting (Choi et al., CVPR 2022, "Perception
     /// Prioritized Training of Diffusion Models", built on guided-diffusion): 1 / (k + SNR_t)^γ with
-    /// SNR_t = ᾱ_t / (1 − ᾱ_t). It moves the loss from the nearly clean steps, where the network only
-    /// removes invisible noise, to the steps where content forms; γ = 0 gives 1 everywhere (the
-    /// official loss).
+    /// SNR_t = ᾱ_t / (1 − ᾱ_t). It moves the loss from the nearly clean steps to the steps where
+    /// content forms; γ = 0 gives 1 everywhere (the official loss). On the `lite` bottle model it
+    /// made samples worse (docs/sdas.md), so no preset uses it.
     pub fn p2_weights(&self, t: &[i64], gamma: f64, k: f64) -> Vec<f64> {
         t.iter()
             .map(|&i| {
