@@ -196,12 +196,10 @@ impl SdasConfig {
         let e = t.ema_decay;
         crate::config::range_check("train.ema_decay", e, (0.0..1.0).contains(&e), "[0, 1)")
             .or_else(bad)?;
-        if !(t.p2_gamma >= 0.0 && t.p2_gamma.is_finite() && t.p2_k > 0.0 && t.p2_k.is_finite()) {
-            return bad(format!(
-                "train.p2_gamma = {} must be ≥ 0 and train.p2_k = {} positive",
-                t.p2_gamma, t.p2_k
-            ));
-        }
+        let (g, k) = (t.p2_gamma, t.p2_k);
+        let (g_ok, k_ok) = (g.is_finite() && g >= 0.0, k.is_finite() && k > 0.0);
+        crate::config::range_check("train.p2_gamma", g, g_ok, "[0, ∞)").or_else(bad)?;
+        crate::config::range_check("train.p2_k", k, k_ok, "(0, ∞)").or_else(bad)?;
         if !(t.clip_grad_norm >= 0.0 && t.clip_grad_norm.is_finite()) {
             return bad(format!(
                 "train.clip_grad_norm = {} must be ≥ 0",
